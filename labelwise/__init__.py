@@ -1,0 +1,3 @@
+"""labelwise: zero-shot text classification on a message queue."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""Pure array code: label vectors, scores and choices behind the ``Encoder`` protocol."""

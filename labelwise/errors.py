@@ -1,0 +1,68 @@
+"""The error tree of labelwise.
+
+    LabelwiseError                 base of everything we raise on purpose
+    ├── NotFoundError              a tenant, label set, version or job does not exist (for this tenant)
+    ├── ConflictError              the request contradicts what is stored (e.g. key reused)
+    ├── InvalidInputError          bad input from a caller; ``field`` names the culprit
+    │   └── InvalidDocumentError   a label-set document fails validation (``errors`` lists each)
+    └── RetryableError             a passing outage (database, broker); try again later
+        ├── DatabaseUnavailableError
+        └── BrokerUnavailableError
+
+A task turns ``InvalidInputError``/``NotFoundError`` into a ``failed`` job and
+``RetryableError`` into a Celery retry with back-off.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class LabelwiseError(Exception):
+    """Base class; ``code`` is stable and machine-readable."""
+
+    code = "error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class NotFoundError(LabelwiseError):
+    code = "not_found"
+
+
+class ConflictError(LabelwiseError):
+    code = "conflict"
+
+
+class InvalidInputError(LabelwiseError):
+    code = "invalid_input"
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class InvalidDocumentError(InvalidInputError):
+    code = "invalid_label_set"
+
+    def __init__(self, message: str, *, errors: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message)
+        self.errors = errors or []
+
+
+class RetryableError(LabelwiseError):
+    code = "unavailable"
+
+    def __init__(self, message: str, *, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class DatabaseUnavailableError(RetryableError):
+    code = "database_unavailable"
+
+
+class BrokerUnavailableError(RetryableError):
+    code = "broker_unavailable"

@@ -1,0 +1,106 @@
+"""The label-set document (normative; YAML in the CLI, JSON in the API) and its validation."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Annotated, Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
+
+from labelwise.errors import InvalidDocumentError
+
+MAX_LABELS = 1_000
+MAX_DESCRIPTION_CHARS = 2_000
+MAX_EXAMPLES = 100
+MAX_EXAMPLE_CHARS = 2_000
+
+SetName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+LabelName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+Threshold = Annotated[float, Field(ge=-1.0, le=1.0)]
+Example = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_EXAMPLE_CHARS)]
+
+
+class Label(BaseModel):
+    """One label: a name, and what it means in words and examples."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: LabelName
+    description: Annotated[str, StringConstraints(strip_whitespace=True, max_length=MAX_DESCRIPTION_CHARS)] = ""
+    examples: Annotated[list[Example], Field(max_length=MAX_EXAMPLES)] = []
+    threshold: Threshold | None = Field(None, description="Overrides the set's threshold for this label.")
+
+
+class LabelSetDocument(BaseModel):
+    """A whole label set, as a tenant admin writes it."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "example": {
+                "name": "support",
+                "multi_label": False,
+                "threshold": 0.3,
+                "fallback": "needs-triage",
+                "labels": [
+                    {
+                        "name": "billing",
+                        "description": "Invoices, charges, refunds and payment methods.",
+                        "examples": ["I was charged twice this month"],
+                        "threshold": 0.35,
+                    }
+                ],
+            }
+        },
+    )
+
+    name: SetName
+    multi_label: bool = Field(False, description="True: every label whose score clears its threshold is chosen.")
+    threshold: Threshold = Field(0.3, description="Below it on every label, the result abstains.")
+    fallback: LabelName | None = Field(None, description="Label reported as chosen when abstaining.")
+    labels: Annotated[list[Label], Field(min_length=1, max_length=MAX_LABELS)]
+
+    @model_validator(mode="after")
+    def _unique_label_names(self) -> LabelSetDocument:
+        seen: set[str] = set()
+        for label in self.labels:
+            if label.name in seen:
+                raise ValueError(f"duplicate label name {label.name!r}")
+            seen.add(label.name)
+        return self
+
+    def to_canonical_json(self) -> str:
+        """Stable JSON text: equal documents give equal text (used to detect no-op edits)."""
+        return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+
+    def content_hash(self) -> str:
+        return hashlib.sha256(self.to_canonical_json().encode()).hexdigest()
+
+
+def parse_document(data: Any, *, max_labels: int = MAX_LABELS) -> LabelSetDocument:
+    """Validate a decoded document; raises InvalidDocumentError listing every problem by field."""
+    try:
+        doc = LabelSetDocument.model_validate(data)
+    except ValidationError as e:
+        errors = [
+            {"field": ".".join(str(p) for p in err["loc"]) or "(document)", "message": err["msg"]} for err in e.errors()
+        ]
+        summary = "; ".join(f"{x['field']}: {x['message']}" for x in errors)
+        raise InvalidDocumentError(f"invalid label set: {summary}", errors=errors) from e
+    if len(doc.labels) > max_labels:
+        message = f"{len(doc.labels)} labels; at most {max_labels} are allowed"
+        raise InvalidDocumentError(
+            f"invalid label set: labels: {message}", errors=[{"field": "labels", "message": message}]
+        )
+    return doc
+
+
+def load_yaml(text: str) -> LabelSetDocument:
+    """Parse a YAML label-set document; raises InvalidDocumentError on bad YAML or content."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise InvalidDocumentError(f"not valid YAML: {e}") from e
+    return parse_document(data)

@@ -1,0 +1,118 @@
+"""Label sets and their immutable, numbered versions."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from labelwise.errors import NotFoundError
+from labelwise.labelset import LabelSetDocument
+from labelwise.models.tables import LabelSet, LabelSetVersion, utcnow
+
+
+def find_label_set(session: Session, *, tenant_id: int, name: str) -> LabelSet | None:
+    """The live (not deleted) label set, or None."""
+    return session.scalar(
+        select(LabelSet).where(LabelSet.tenant_id == tenant_id, LabelSet.name == name, LabelSet.deleted_at.is_(None))
+    )
+
+
+def get_label_set(session: Session, *, tenant_id: int, name: str) -> LabelSet:
+    label_set = find_label_set(session, tenant_id=tenant_id, name=name)
+    if label_set is None:
+        raise NotFoundError(f"unknown label set {name!r}")
+    return label_set
+
+
+def list_label_sets(session: Session, *, tenant_id: int) -> list[LabelSet]:
+    return list(
+        session.scalars(
+            select(LabelSet)
+            .where(LabelSet.tenant_id == tenant_id, LabelSet.deleted_at.is_(None))
+            .order_by(LabelSet.name)
+        )
+    )
+
+
+def get_version(session: Session, *, tenant_id: int, label_set_id: int, version: int) -> LabelSetVersion:
+    row = session.scalar(
+        select(LabelSetVersion).where(
+            LabelSetVersion.tenant_id == tenant_id,
+            LabelSetVersion.label_set_id == label_set_id,
+            LabelSetVersion.version == version,
+        )
+    )
+    if row is None:
+        raise NotFoundError(f"label set has no version {version}")
+    return row
+
+
+def current_version(session: Session, *, tenant_id: int, name: str) -> LabelSetVersion:
+    """The version a new message uses; raises NotFoundError."""
+    label_set = get_label_set(session, tenant_id=tenant_id, name=name)
+    if label_set.current_version is None:
+        raise NotFoundError(f"label set {name!r} has no version")
+    return get_version(session, tenant_id=tenant_id, label_set_id=label_set.id, version=label_set.current_version)
+
+
+def list_versions(session: Session, *, tenant_id: int, label_set_id: int) -> list[LabelSetVersion]:
+    return list(
+        session.scalars(
+            select(LabelSetVersion)
+            .where(LabelSetVersion.tenant_id == tenant_id, LabelSetVersion.label_set_id == label_set_id)
+            .order_by(LabelSetVersion.version)
+        )
+    )
+
+
+def apply_document(session: Session, *, tenant_id: int, doc: LabelSetDocument) -> tuple[LabelSetVersion, bool]:
+    """Store ``doc`` as the set's new current version.
+
+    Returns ``(version, created)``; an unchanged document is a no-op returning the current version.
+    A deleted set of the same name comes back, its version numbers going on from where they were.
+    """
+    label_set = session.scalar(
+        select(LabelSet).where(LabelSet.tenant_id == tenant_id, LabelSet.name == doc.name).with_for_update()
+    )
+    if label_set is None:
+        label_set = LabelSet(tenant_id=tenant_id, name=doc.name)
+        session.add(label_set)
+        session.flush()
+    content_hash = doc.content_hash()
+    if label_set.deleted_at is None and label_set.current_version is not None:
+        current = get_version(
+            session, tenant_id=tenant_id, label_set_id=label_set.id, version=label_set.current_version
+        )
+        if current.content_hash == content_hash:
+            return current, False
+    last = session.scalar(select(func.max(LabelSetVersion.version)).where(LabelSetVersion.label_set_id == label_set.id))
+    row = LabelSetVersion(
+        tenant_id=tenant_id,
+        label_set_id=label_set.id,
+        version=(last or 0) + 1,
+        document=doc.model_dump(mode="json"),
+        content_hash=content_hash,
+    )
+    session.add(row)
+    session.flush()
+    label_set.current_version = row.version
+    label_set.deleted_at = None
+    return row, True
+
+
+def rollback(session: Session, *, tenant_id: int, name: str, version: int) -> LabelSetVersion:
+    """Point the set back at an older version (no new version is made)."""
+    label_set = get_label_set(session, tenant_id=tenant_id, name=name)
+    row = get_version(session, tenant_id=tenant_id, label_set_id=label_set.id, version=version)
+    label_set.current_version = row.version
+    return row
+
+
+def delete_label_set(session: Session, *, tenant_id: int, name: str) -> None:
+    """Soft-delete: new messages can no longer use it; jobs keep their versions."""
+    label_set = get_label_set(session, tenant_id=tenant_id, name=name)
+    label_set.deleted_at = utcnow()
+
+
+def version_by_id(session: Session, version_id: int) -> LabelSetVersion | None:
+    return session.get(LabelSetVersion, version_id)

@@ -1,0 +1,290 @@
+"""Use cases. Routes, tasks and CLI commands call these; these call models/ and classify/.
+
+Functions take a ``Session`` and never commit unless they are handed a session factory, in which
+case they own their (short) transactions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from labelwise.classify.classifier import Classifier
+from labelwise.classify.scoring import Scored
+from labelwise.errors import (
+    BrokerUnavailableError,
+    ConflictError,
+    DatabaseUnavailableError,
+    InvalidInputError,
+    NotFoundError,
+)
+from labelwise.labelset import LabelSetDocument
+from labelwise.messages import ClassifyMessage, parse_message, sanitize
+from labelwise.models import jobs, labelsets, tenants
+from labelwise.models.tables import Job, LabelSetVersion
+
+log = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def database_errors() -> Iterator[None]:
+    """Turn a lost or locked database into DatabaseUnavailableError (retryable)."""
+    try:
+        yield
+    except (OperationalError, InterfaceError) as e:
+        raise DatabaseUnavailableError(f"database unavailable: {e.orig or e}") from e
+
+
+# --- label sets -------------------------------------------------------------------------------
+
+
+def apply_label_set(session: Session, *, tenant: str, doc: LabelSetDocument) -> tuple[LabelSetVersion, bool]:
+    """Store a label-set document as the new current version (no-op when unchanged)."""
+    tenant_row = tenants.get_tenant(session, tenant)
+    return labelsets.apply_document(session, tenant_id=tenant_row.id, doc=doc)
+
+
+def version_view(version: LabelSetVersion, *, current: int | None = None) -> dict[str, Any]:
+    return {
+        "version": version.version,
+        "current": version.version == current if current is not None else None,
+        "created_at": version.created_at.isoformat(),
+        "document": version.document,
+    }
+
+
+# --- jobs -------------------------------------------------------------------------------------
+
+
+def job_view(job: Job) -> dict[str, Any]:
+    """The normative result shape for any job, whatever its status."""
+    result = job.result or {}
+    return {
+        "job_id": job.id,
+        "status": job.status,
+        "tenant": job.tenant_name,
+        "label_set": job.label_set_name,
+        "label_set_version": result.get("label_set_version"),
+        "model": result.get("model"),
+        "labels": result.get("labels", []),
+        "chosen": result.get("chosen", []),
+        "abstained": result.get("abstained", False),
+        "error": job.error,
+        "idempotency_key": job.idempotency_key,
+        "metadata": job.metadata_,
+        "created_at": job.created_at.isoformat() if job.created_at else None,
+        "finished_at": job.finished_at.isoformat() if job.finished_at else None,
+    }
+
+
+def to_result(scored: Scored, *, version: int, model: str) -> dict[str, Any]:
+    return {
+        "label_set_version": version,
+        "model": model,
+        "labels": scored.labels,
+        "chosen": scored.chosen,
+        "abstained": scored.abstained,
+    }
+
+
+def submit_job(session: Session, msg: ClassifyMessage, *, job_id: str) -> tuple[Job, bool]:
+    """Create a queued job for an API or CLI caller, checking tenant and label set up front.
+
+    Returns ``(job, created)``. The same idempotency key returns the existing job; the same key with
+    another text or label set raises ConflictError. The caller commits, then enqueues.
+    """
+    tenant = tenants.get_tenant(session, msg.tenant)
+    labelsets.current_version(session, tenant_id=tenant.id, name=msg.label_set)
+    if msg.idempotency_key:
+        existing = jobs.find_by_key(session, tenant_id=tenant.id, key=msg.idempotency_key)
+        if existing is not None:
+            if (existing.text, existing.label_set_name) != (msg.text, msg.label_set):
+                raise ConflictError(f"idempotency key {msg.idempotency_key!r} was used for another message")
+            return existing, False
+    job = jobs.add_job(session, id=job_id, tenant_id=tenant.id, **_job_fields(msg))
+    return job, True
+
+
+def submit_and_enqueue(
+    sessions: sessionmaker[Session], msg: ClassifyMessage, *, publish: Callable[[Job], None]
+) -> tuple[dict[str, Any], bool]:
+    """Create the job, commit, then publish its message; returns ``(job view, created)``.
+
+    When publishing fails the job row is removed again, so the caller can retry with the same key.
+    Raises BrokerUnavailableError then.
+    """
+    with database_errors(), sessions.begin() as session:
+        job, created = submit_job(session, msg, job_id=new_job_id())
+        view = job_view(job)
+    if created:
+        try:
+            publish(job)
+        except Exception as e:
+            with sessions.begin() as session:
+                jobs.delete_job(session, job.id)
+            raise BrokerUnavailableError(f"could not enqueue the job: {e}") from e
+    return view, created
+
+
+def new_job_id() -> str:
+    return str(uuid.uuid4())
+
+
+def wait_for_job(
+    sessions: sessionmaker[Session], job_id: str, *, timeout_s: float, poll_s: float = 0.05
+) -> dict[str, Any]:
+    """Poll until the job is done or failed, or ``timeout_s`` passes; returns its latest view."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        with sessions() as session:
+            view = job_view(jobs.get_job(session, job_id))
+        if view["status"] in ("done", "failed") or time.monotonic() >= deadline:
+            return view
+        time.sleep(poll_s)
+
+
+def _job_fields(msg: ClassifyMessage) -> dict[str, Any]:
+    return {
+        "tenant_name": msg.tenant,
+        "label_set_name": msg.label_set,
+        "idempotency_key": msg.idempotency_key,
+        "text": msg.text,
+        "metadata_": msg.metadata,
+        "reply_to": msg.reply_to.model_dump() if msg.reply_to else None,
+    }
+
+
+def classify_message(
+    sessions: sessionmaker[Session],
+    classifier: Classifier,
+    *,
+    task_id: str,
+    kwargs: Any,
+    args: tuple[Any, ...] = (),
+    max_text_chars: int,
+) -> dict[str, Any]:
+    """The worker's use case for one ``labelwise.classify`` message; returns the job's result view.
+
+    Bad input ends as a ``failed`` job. A job that is already finished (a redelivered message, or a
+    repeated idempotency key) is returned as it is, never classified twice.
+    Raises DatabaseUnavailableError (retryable) when the database cannot be reached.
+    """
+    with database_errors(), sessions.begin() as session:
+        claimed = _claim(session, task_id=task_id, kwargs=kwargs, args=args, max_text_chars=max_text_chars)
+        if isinstance(claimed, Job):
+            return job_view(claimed)
+        job_id, text, version_id, version, doc = claimed
+    scored = classifier.classify(version_id, doc, [text])[0]
+    with database_errors(), sessions.begin() as session:
+        job = jobs.get_job(session, job_id)
+        jobs.mark_done(job, result=to_result(scored, version=version, model=classifier.model_id), version_id=version_id)
+        return job_view(job)
+
+
+def _claim(
+    session: Session, *, task_id: str, kwargs: Any, args: tuple[Any, ...], max_text_chars: int
+) -> Job | tuple[str, str, int, int, LabelSetDocument]:
+    """Find or create the job and mark it running; a finished or failed job comes back as a Job."""
+    try:
+        msg = parse_message(kwargs, max_text_chars=max_text_chars, args=args)
+    except InvalidInputError as e:
+        return _fail_unparsed(session, task_id=task_id, kwargs=kwargs, error=e.message)
+    job = _find_or_create(session, task_id=task_id, msg=msg)
+    if job.status in ("done", "failed"):
+        return job
+    if job.tenant_id is None:
+        jobs.mark_failed(job, error=f"unknown tenant {msg.tenant!r}")
+        return job
+    try:
+        version = labelsets.current_version(session, tenant_id=job.tenant_id, name=msg.label_set)
+    except NotFoundError as e:
+        jobs.mark_failed(job, error=e.message)
+        return job
+    jobs.mark_running(job)
+    doc = LabelSetDocument.model_validate(version.document)
+    return job.id, msg.text, version.id, version.version, doc
+
+
+def _find_or_create(session: Session, *, task_id: str, msg: ClassifyMessage) -> Job:
+    job = jobs.find_job(session, task_id)
+    if job is not None:
+        return job
+    tenant = tenants.find_tenant(session, msg.tenant)
+    tenant_id = tenant.id if tenant else None
+    if tenant_id is not None and msg.idempotency_key:
+        existing = jobs.find_by_key(session, tenant_id=tenant_id, key=msg.idempotency_key)
+        if existing is not None:
+            log.info("message %s repeats idempotency key of job %s", task_id, existing.id)
+            return existing
+    try:
+        with session.begin_nested():
+            return jobs.add_job(session, id=task_id, tenant_id=tenant_id, **_job_fields(msg))
+    except IntegrityError:
+        # Another worker inserted the same job or key between our read and our insert.
+        again = jobs.find_job(session, task_id)
+        if again is None and tenant_id is not None and msg.idempotency_key:
+            again = jobs.find_by_key(session, tenant_id=tenant_id, key=msg.idempotency_key)
+        if again is None:
+            raise
+        return again
+
+
+def _fail_unparsed(session: Session, *, task_id: str, kwargs: Any, error: str) -> Job:
+    """Record a message that failed validation as a failed job, keeping what it carried."""
+    job = jobs.find_job(session, task_id)
+    if job is not None:
+        if job.status != "done":
+            jobs.mark_failed(job, error=error)
+        return job
+    data = kwargs if isinstance(kwargs, dict) else {"text": repr(kwargs)}
+    tenant_name = _as_text(data.get("tenant"), limit=200)
+    tenant = tenants.find_tenant(session, tenant_name) if isinstance(data.get("tenant"), str) else None
+    job = jobs.add_job(
+        session,
+        id=task_id,
+        tenant_id=tenant.id if tenant else None,
+        tenant_name=tenant_name,
+        label_set_name=_as_text(data.get("label_set"), limit=200),
+        idempotency_key=None,
+        text=_as_text(data.get("text"), limit=20_000),
+        metadata_=sanitize(data.get("metadata")) if isinstance(data.get("metadata"), dict) else None,
+        reply_to=None,
+    )
+    jobs.mark_failed(job, error=error)
+    return job
+
+
+def _as_text(value: Any, *, limit: int) -> str:
+    text = value if isinstance(value, str) else ("" if value is None else repr(value))
+    return str(sanitize(text, max_chars=limit))
+
+
+def fail_job(sessions: sessionmaker[Session], *, job_id: str, error: str) -> None:
+    """Mark a job failed after an unexpected error, if it exists and is not done."""
+    with sessions.begin() as session:
+        job = jobs.find_job(session, job_id)
+        if job is not None and job.status != "done":
+            jobs.mark_failed(job, error=error)
+
+
+def classify_now(session: Session, classifier: Classifier, *, tenant: str, label_set: str, text: str) -> dict[str, Any]:
+    """Classify in this process without a job (``classify --local``, previews)."""
+    tenant_row = tenants.get_tenant(session, tenant)
+    version = labelsets.current_version(session, tenant_id=tenant_row.id, name=label_set)
+    doc = LabelSetDocument.model_validate(version.document)
+    scored = classifier.classify(version.id, doc, [text])[0]
+    return {
+        "job_id": None,
+        "status": "done",
+        "tenant": tenant,
+        "label_set": label_set,
+        **to_result(scored, version=version.version, model=classifier.model_id),
+        "error": None,
+    }

@@ -1,0 +1,76 @@
+"""The one settings class. Built in entry points only and passed down."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+
+
+class Settings(BaseSettings):
+    """Every knob of labelwise; each field is read from ``LABELWISE_<NAME>``."""
+
+    model_config = SettingsConfigDict(env_prefix="LABELWISE_", extra="ignore")
+
+    home: Path = Field(
+        Path(".labelwise"),
+        description="Directory for the embedded SQLite database and broker.",
+    )
+    database_url: str | None = Field(
+        None,
+        description="SQLAlchemy URL; default a SQLite file under HOME. PostgreSQL: postgresql+psycopg://user@host/db.",
+    )
+    broker_url: str | None = Field(
+        None,
+        description="Celery broker URL; default kombu's SQL transport on a SQLite file under HOME. "
+        "redis://host:6379/0 or amqp://guest:guest@host:5672//.",
+    )
+    queue: str = Field(
+        "celery",
+        description="Queue the worker consumes and producers publish to. 'celery' is what a plain "
+        "Celery client's send_task uses, so other apps need no routing set-up.",
+    )
+    model: str = Field(
+        DEFAULT_MODEL,
+        description="sentence-transformers model: the packaged default, a directory, or a name "
+        "already in the local Hugging Face cache.",
+    )
+    torch_threads: int = Field(
+        0, ge=0, description="torch intra-op threads per worker process; 0: cores / concurrency."
+    )
+    worker_concurrency: int = Field(1, ge=1, description="Worker processes (each loads the model once).")
+    max_text_chars: int = Field(20_000, ge=1, description="Longer texts fail their job with a clear error.")
+    top_k: int = Field(5, ge=1, description="How many ranked labels a result lists.")
+    label_cache_size: int = Field(64, ge=1, description="Label-set versions whose embeddings a worker keeps in memory.")
+    db_retry_max: int | None = Field(
+        None,
+        ge=0,
+        description="How often a message is retried while the database is unreachable; "
+        "unset: until it is back (the message is never dropped).",
+    )
+    db_retry_backoff_max_s: int = Field(60, ge=1, description="Cap of the exponential back-off between those retries.")
+    broker_poll_interval_s: float = Field(
+        0.1, gt=0, description="Polling interval of the embedded SQL broker (Redis/RabbitMQ push)."
+    )
+    classify_wait_s: float = Field(60.0, gt=0, description="How long `labelwise classify` waits for the worker.")
+    log_level: str = Field("INFO", description="Log level of the worker and API.")
+
+    def resolved_database_url(self) -> str:
+        """The database URL, defaulting to ``HOME/labelwise.sqlite``."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.home / 'labelwise.sqlite').resolve()}"
+
+    def resolved_broker_url(self) -> str:
+        """The broker URL, defaulting to kombu's SQL transport on ``HOME/broker.sqlite``."""
+        if self.broker_url:
+            return self.broker_url
+        return f"sqla+sqlite:///{(self.home / 'broker.sqlite').resolve()}"
+
+    def ensure_home(self) -> None:
+        """Create HOME when an embedded default lives there."""
+        if not (self.database_url and self.broker_url):
+            self.home.mkdir(parents=True, exist_ok=True)

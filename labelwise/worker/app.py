@@ -1,0 +1,59 @@
+"""The Celery app, built from Settings; the producer helpers live here too."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+
+from labelwise.models.tables import Job
+from labelwise.settings import Settings
+from labelwise.worker import sqlbroker
+
+CLASSIFY_TASK = "labelwise.classify"
+
+
+def create_app(settings: Settings) -> Celery:
+    """A Celery app with labelwise's reliability settings and tasks registered."""
+    broker_url = settings.resolved_broker_url()
+    transport_options: dict[str, Any] = {}
+    if broker_url.startswith("sqla+"):
+        settings.ensure_home()
+        sqlbroker.install()
+        transport_options["polling_interval"] = settings.broker_poll_interval_s
+    app = Celery("labelwise", broker=broker_url, set_as_current=False)
+    app.conf.update(
+        task_serializer="json",
+        accept_content=["json"],
+        result_serializer="json",
+        task_ignore_result=True,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_default_queue=settings.queue,
+        broker_connection_retry_on_startup=True,
+        broker_transport_options=transport_options,
+        worker_hijack_root_logger=True,
+        worker_concurrency=settings.worker_concurrency,
+    )
+    from labelwise.worker import tasks
+
+    tasks.register(app, settings)
+    return app
+
+
+def message_kwargs(job: Job) -> dict[str, Any]:
+    """The normative ``labelwise.classify`` keyword arguments for a stored job."""
+    kwargs: dict[str, Any] = {"tenant": job.tenant_name, "label_set": job.label_set_name, "text": job.text}
+    if job.idempotency_key:
+        kwargs["idempotency_key"] = job.idempotency_key
+    if job.metadata_ is not None:
+        kwargs["metadata"] = job.metadata_
+    if job.reply_to is not None:
+        kwargs["reply_to"] = job.reply_to
+    return kwargs
+
+
+def enqueue_job(app: Celery, job: Job, *, queue: str) -> None:
+    """Publish the job's message with the job id as task id (call after the job row is committed)."""
+    app.send_task(CLASSIFY_TASK, kwargs=message_kwargs(job), task_id=job.id, queue=queue)

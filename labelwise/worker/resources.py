@@ -1,0 +1,33 @@
+"""Per-process resources: one engine, one session factory, one classifier (model loaded once)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from labelwise.classify.classifier import Classifier
+from labelwise.classify.labels import LabelCache
+from labelwise.classify.sentence import SentenceTransformerEncoder
+from labelwise.models.db import make_engine, make_session_factory
+from labelwise.settings import Settings
+
+
+@dataclass
+class Resources:
+    engine: Engine
+    sessions: sessionmaker[Session]
+    classifier: Classifier
+
+
+def build_classifier(settings: Settings) -> Classifier:
+    threads = settings.torch_threads or max(1, (os.cpu_count() or 1) // settings.worker_concurrency)
+    encoder = SentenceTransformerEncoder(settings.model, threads=threads)
+    return Classifier(encoder=encoder, top_k=settings.top_k, cache=LabelCache(settings.label_cache_size))
+
+
+def build_resources(settings: Settings) -> Resources:
+    engine = make_engine(settings.resolved_database_url())
+    return Resources(engine=engine, sessions=make_session_factory(engine), classifier=build_classifier(settings))

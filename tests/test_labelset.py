@@ -1,0 +1,64 @@
+"""The label-set document: what validates, what fails, with field-level errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from labelwise.errors import InvalidDocumentError
+from labelwise.labelset import load_yaml, parse_document
+
+ROOT = Path(__file__).parent.parent
+
+
+def doc(**over: object) -> dict[str, object]:
+    base: dict[str, object] = {"name": "support", "labels": [{"name": "billing"}, {"name": "refund"}]}
+    return {**base, **over}
+
+
+def test_the_shipped_example_is_valid() -> None:
+    parsed = load_yaml((ROOT / "examples" / "support.yaml").read_text())
+    assert parsed.name == "support" and 8 <= len(parsed.labels) <= 12
+    assert all(label.description and label.examples for label in parsed.labels)
+
+
+def test_defaults() -> None:
+    parsed = parse_document(doc())
+    assert (parsed.multi_label, parsed.threshold, parsed.fallback) == (False, 0.3, None)
+
+
+@pytest.mark.parametrize(
+    ("data", "field", "fragment"),
+    [
+        (doc(labels=[{"name": "a"}, {"name": "a"}]), "(document)", "duplicate label name 'a'"),
+        (doc(labels=[{"name": "  "}]), "labels.0.name", "at least 1 character"),
+        (doc(labels=[]), "labels", "at least 1 item"),
+        (doc(threshold=1.5), "threshold", "less than or equal to 1"),
+        (doc(labels=[{"name": "a", "threshold": -2}]), "labels.0.threshold", "greater than or equal to -1"),
+        (doc(labels=[{"name": "a", "description": "x" * 2001}]), "labels.0.description", "at most 2000"),
+        (doc(labels=[{"name": "a", "exmaples": ["typo"]}]), "labels.0.exmaples", "Extra inputs"),
+        (doc(name="has space"), "name", "should match pattern"),
+        ({"labels": [{"name": "a"}]}, "name", "Field required"),
+    ],
+)
+def test_invalid_documents_name_the_field(data: dict[str, object], field: str, fragment: str) -> None:
+    with pytest.raises(InvalidDocumentError) as info:
+        parse_document(data)
+    assert any(e["field"] == field and fragment in e["message"] for e in info.value.errors), info.value.errors
+
+
+def test_label_count_limit_is_configurable() -> None:
+    with pytest.raises(InvalidDocumentError, match="3 labels; at most 2"):
+        parse_document(doc(labels=[{"name": "a"}, {"name": "b"}, {"name": "c"}]), max_labels=2)
+
+
+def test_bad_yaml_is_a_clear_error() -> None:
+    with pytest.raises(InvalidDocumentError, match="not valid YAML"):
+        load_yaml("name: [unclosed")
+
+
+def test_equal_documents_hash_equal_and_edits_do_not() -> None:
+    a = parse_document(doc())
+    assert a.content_hash() == parse_document(doc()).content_hash()
+    assert a.content_hash() != parse_document(doc(threshold=0.4)).content_hash()
