@@ -34,8 +34,10 @@ run: install
 	$(LW) tenant create demo --exist-ok
 	$(LW) labels apply examples/support.yaml --tenant demo
 	@echo
-	@echo "labelwise is starting (Ctrl-C stops it). In a second terminal, try:"
+	@echo "labelwise is starting: worker + HTTP API on http://127.0.0.1:8000 (docs at /docs); Ctrl-C stops it."
+	@echo "In a second terminal, try:"
 	@echo "  $(LW) classify \"I was charged twice for my subscription\" --tenant demo --label-set support"
+	@echo "(the demo tenant's API token was printed above when it was first created; more: $(LW) token create --tenant demo)"
 	@echo
 	$(LW) up
 

@@ -123,31 +123,42 @@ def worker(
     celery_app.worker_main(argv)
 
 
+HostOpt = typer.Option("127.0.0.1", "--host", help="Address the HTTP API binds to.")
+PortOpt = typer.Option(8000, "--port", help="Port of the HTTP API.")
+
+
 @app.command()
-def up(
-    ctx: typer.Context,
-    host: str = typer.Option("127.0.0.1", help="Address the HTTP API binds to."),
-    port: int = typer.Option(8000, help="Port of the HTTP API."),
-) -> None:
-    """Migrate the database, then run the worker until Ctrl-C (embedded defaults need nothing else)."""
+def api(ctx: typer.Context, host: str = HostOpt, port: int = PortOpt) -> None:
+    """Serve the HTTP API (OpenAPI docs at /docs) until Ctrl-C."""
+    import uvicorn
+
+    from labelwise.api.app import create_app as create_api
+
+    settings = _ctx(ctx).settings
+    uvicorn.run(create_api(settings), host=host, port=port, log_level=settings.log_level.lower())
+
+
+@app.command()
+def up(ctx: typer.Context, host: str = HostOpt, port: int = PortOpt) -> None:
+    """Migrate the database, then run the worker and the HTTP API together until Ctrl-C."""
     c = _ctx(ctx)
     c.settings.ensure_home()
     upgrade(c.settings.resolved_database_url())
     typer.echo(f"labelwise up: database {c.settings.resolved_database_url()}", err=True)
     typer.echo(f"labelwise up: broker   {c.settings.resolved_broker_url()}", err=True)
-    child = subprocess.Popen([sys.executable, "-m", "labelwise", "worker"])
-    stop = {"signal": False}
-
-    def _forward(signum: int, _frame: Any) -> None:
-        stop["signal"] = True
-        if child.poll() is None:
-            child.send_signal(signal.SIGTERM)
-
-    signal.signal(signal.SIGTERM, _forward)
-    signal.signal(signal.SIGINT, _forward)
-    code = child.wait()
-    typer.echo("labelwise up: stopped", err=True)
-    raise typer.Exit(0 if stop["signal"] else code)
+    typer.echo(f"labelwise up: API      http://{host}:{port} (docs at /docs)", err=True)
+    # Its own session: Ctrl-C reaches only us, and we stop the worker with one SIGTERM (warm shutdown).
+    worker_proc = subprocess.Popen([sys.executable, "-m", "labelwise", "worker"], start_new_session=True)
+    try:
+        api(ctx, host=host, port=port)  # returns after Ctrl-C / SIGTERM (uvicorn handles both)
+    finally:
+        if worker_proc.poll() is None:
+            worker_proc.send_signal(signal.SIGTERM)  # Celery's warm shutdown: finish the current message
+        try:
+            worker_proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            worker_proc.kill()
+        typer.echo("labelwise up: stopped", err=True)
 
 
 # --- tenants and tokens ------------------------------------------------------------------------

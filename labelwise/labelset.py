@@ -10,6 +10,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
 from labelwise.errors import InvalidDocumentError
+from labelwise.messages import has_nul
 
 MAX_LABELS = 1_000
 MAX_DESCRIPTION_CHARS = 2_000
@@ -62,14 +63,12 @@ class LabelSetDocument(BaseModel):
     fallback: LabelName | None = Field(None, description="Label reported as chosen when abstaining.")
     labels: Annotated[list[Label], Field(min_length=1, max_length=MAX_LABELS)]
 
-    @model_validator(mode="after")
-    def _unique_label_names(self) -> LabelSetDocument:
-        seen: set[str] = set()
-        for label in self.labels:
-            if label.name in seen:
-                raise ValueError(f"duplicate label name {label.name!r}")
-            seen.add(label.name)
-        return self
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul(cls, data: Any) -> Any:
+        if has_nul(data):
+            raise ValueError("the document contains a NUL character")
+        return data
 
     def to_canonical_json(self) -> str:
         """Stable JSON text: equal documents give equal text (used to detect no-op edits)."""
@@ -89,11 +88,17 @@ def parse_document(data: Any, *, max_labels: int = MAX_LABELS) -> LabelSetDocume
         ]
         summary = "; ".join(f"{x['field']}: {x['message']}" for x in errors)
         raise InvalidDocumentError(f"invalid label set: {summary}", errors=errors) from e
-    if len(doc.labels) > max_labels:
-        message = f"{len(doc.labels)} labels; at most {max_labels} are allowed"
-        raise InvalidDocumentError(
-            f"invalid label set: labels: {message}", errors=[{"field": "labels", "message": message}]
-        )
+    problems = [{"field": "labels", "message": f"{len(doc.labels)} labels; at most {max_labels} are allowed"}]
+    if len(doc.labels) <= max_labels:
+        seen: set[str] = set()
+        problems = []
+        for i, label in enumerate(doc.labels):
+            if label.name in seen:
+                problems.append({"field": f"labels.{i}.name", "message": f"duplicate label name {label.name!r}"})
+            seen.add(label.name)
+    if problems:
+        summary = "; ".join(f"{x['field']}: {x['message']}" for x in problems)
+        raise InvalidDocumentError(f"invalid label set: {summary}", errors=problems)
     return doc
 
 

@@ -45,7 +45,7 @@ def parse_message(kwargs: Any, *, max_text_chars: int, args: tuple[Any, ...] = (
         field = ".".join(str(p) for p in err["loc"]) or None
         raise InvalidInputError(f"{field}: {_describe(err)}", field=field) from e
     check_text(msg.text, max_text_chars=max_text_chars)
-    if _has_nul(kwargs):
+    if has_nul(kwargs):
         raise InvalidInputError("the message contains a NUL character", field=None)
     return msg
 
@@ -67,13 +67,14 @@ def _describe(err: dict[str, Any]) -> str:
     return str(err["msg"]).lower()
 
 
-def _has_nul(value: Any) -> bool:
+def has_nul(value: Any) -> bool:
+    """Whether any string in a JSON value holds a NUL (PostgreSQL cannot store one)."""
     if isinstance(value, str):
         return "\x00" in value
     if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+        return any(has_nul(k) or has_nul(v) for k, v in value.items())
     if isinstance(value, list):
-        return any(_has_nul(v) for v in value)
+        return any(has_nul(v) for v in value)
     return False
 
 

@@ -6,13 +6,17 @@ case they own their (short) transactions.
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import datetime as dt
+import json
 import logging
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -49,6 +53,68 @@ def apply_label_set(session: Session, *, tenant: str, doc: LabelSetDocument) -> 
     """Store a label-set document as the new current version (no-op when unchanged)."""
     tenant_row = tenants.get_tenant(session, tenant)
     return labelsets.apply_document(session, tenant_id=tenant_row.id, doc=doc)
+
+
+def get_job(session: Session, *, tenant_id: int, job_id: str) -> dict[str, Any]:
+    return job_view(jobs.get_job(session, job_id, tenant_id=tenant_id))
+
+
+def list_jobs(
+    session: Session, *, tenant_id: int, status: str | None, label_set: str | None, limit: int, cursor: str | None
+) -> tuple[list[dict[str, Any]], str | None]:
+    """A page of the tenant's jobs, newest first, and the cursor of the next page (None at the end)."""
+    rows = jobs.list_jobs(
+        session, tenant_id=tenant_id, status=status, label_set=label_set, before=decode_cursor(cursor), limit=limit + 1
+    )
+    page = rows[:limit]
+    next_cursor = encode_cursor(page[-1]) if len(rows) > limit else None
+    return [job_view(j) for j in page], next_cursor
+
+
+def encode_cursor(job: Job) -> str:
+    raw = json.dumps([job.created_at.isoformat(), job.id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> tuple[dt.datetime, str] | None:
+    """Raises InvalidInputError for a cursor this API did not hand out."""
+    if not cursor:
+        return None
+    try:
+        created_at, job_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        return dt.datetime.fromisoformat(created_at), str(job_id)
+    except (ValueError, TypeError) as e:
+        raise InvalidInputError("invalid cursor", field="cursor") from e
+
+
+def label_set_summaries(session: Session, *, tenant_id: int) -> list[dict[str, Any]]:
+    rows = labelsets.list_label_sets(session, tenant_id=tenant_id)
+    return [{"name": r.name, "current_version": r.current_version} for r in rows]
+
+
+def label_set_version(session: Session, *, tenant_id: int, name: str, version: int | None = None) -> dict[str, Any]:
+    """One version of a label set (the current one by default) as a view; raises NotFoundError."""
+    label_set = labelsets.get_label_set(session, tenant_id=tenant_id, name=name)
+    number = version if version is not None else label_set.current_version
+    if number is None:
+        raise NotFoundError(f"label set {name!r} has no version")
+    row = labelsets.get_version(session, tenant_id=tenant_id, label_set_id=label_set.id, version=number)
+    return {"name": name, **version_view(row, current=label_set.current_version)}
+
+
+def label_set_versions(session: Session, *, tenant_id: int, name: str) -> list[dict[str, Any]]:
+    label_set = labelsets.get_label_set(session, tenant_id=tenant_id, name=name)
+    rows = labelsets.list_versions(session, tenant_id=tenant_id, label_set_id=label_set.id)
+    return [{"name": name, **version_view(r, current=label_set.current_version)} for r in rows]
+
+
+def rollback_label_set(session: Session, *, tenant_id: int, name: str, version: int) -> dict[str, Any]:
+    labelsets.rollback(session, tenant_id=tenant_id, name=name, version=version)
+    return label_set_version(session, tenant_id=tenant_id, name=name)
+
+
+def delete_label_set(session: Session, *, tenant_id: int, name: str) -> None:
+    labelsets.delete_label_set(session, tenant_id=tenant_id, name=name)
 
 
 def version_view(version: LabelSetVersion, *, current: int | None = None) -> dict[str, Any]:
@@ -105,7 +171,7 @@ def submit_job(session: Session, msg: ClassifyMessage, *, job_id: str) -> tuple[
     if msg.idempotency_key:
         existing = jobs.find_by_key(session, tenant_id=tenant.id, key=msg.idempotency_key)
         if existing is not None:
-            if (existing.text, existing.label_set_name) != (msg.text, msg.label_set):
+            if _job_fields(msg) != {k: getattr(existing, k) for k in _job_fields(msg)}:
                 raise ConflictError(f"idempotency key {msg.idempotency_key!r} was used for another message")
             return existing, False
     job = jobs.add_job(session, id=job_id, tenant_id=tenant.id, **_job_fields(msg))
@@ -272,6 +338,24 @@ def fail_job(sessions: sessionmaker[Session], *, job_id: str, error: str) -> Non
         job = jobs.find_job(session, job_id)
         if job is not None and job.status != "done":
             jobs.mark_failed(job, error=error)
+
+
+def readiness(sessions: sessionmaker[Session], celery: Any) -> dict[str, str]:
+    """``{"database": "ok" | reason, "broker": "ok" | reason}``."""
+    checks = {}
+    try:
+        with sessions() as session:
+            session.execute(text("SELECT 1"))
+        checks["database"] = "ok"
+    except Exception as e:  # any failure means not ready; the reason is reported, not raised
+        checks["database"] = f"unavailable: {type(e).__name__}"
+    try:
+        with celery.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, timeout=2)
+        checks["broker"] = "ok"
+    except Exception as e:
+        checks["broker"] = f"unavailable: {type(e).__name__}"
+    return checks
 
 
 def classify_now(session: Session, classifier: Classifier, *, tenant: str, label_set: str, text: str) -> dict[str, Any]:

@@ -57,6 +57,14 @@ class Settings(BaseSettings):
     )
     classify_wait_s: float = Field(60.0, gt=0, description="How long `labelwise classify` waits for the worker.")
     log_level: str = Field("INFO", description="Log level of the worker and API.")
+    max_labels: int = Field(1_000, ge=1, description="Most labels a label set may have.")
+    max_body_bytes: int = Field(1_048_576, ge=1_024, description="Largest HTTP request body; larger: 413.")
+    rate_limit_per_min: int = Field(
+        0, ge=0, description="Requests per minute per tenant on /v1 (per API process); 0: no limit."
+    )
+    sync_timeout_s: float = Field(
+        10.0, gt=0, description="How long POST /v1/classify waits for the worker before answering 202."
+    )
 
     def resolved_database_url(self) -> str:
         """The database URL, defaulting to ``HOME/labelwise.sqlite``."""

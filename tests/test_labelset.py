@@ -31,7 +31,7 @@ def test_defaults() -> None:
 @pytest.mark.parametrize(
     ("data", "field", "fragment"),
     [
-        (doc(labels=[{"name": "a"}, {"name": "a"}]), "(document)", "duplicate label name 'a'"),
+        (doc(labels=[{"name": "a"}, {"name": "a"}]), "labels.1.name", "duplicate label name 'a'"),
         (doc(labels=[{"name": "  "}]), "labels.0.name", "at least 1 character"),
         (doc(labels=[]), "labels", "at least 1 item"),
         (doc(threshold=1.5), "threshold", "less than or equal to 1"),

@@ -1,0 +1,83 @@
+"""Dependencies: the app's resources, the caller's tenant (bearer token) and the rate limit."""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from dataclasses import dataclass
+
+from celery import Celery
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.orm import Session, sessionmaker
+
+from labelwise.api.errors import ApiError
+from labelwise.models import tenants
+from labelwise.settings import Settings
+
+bearer = HTTPBearer(auto_error=False, description="A tenant's API token (`labelwise token create`).")
+
+
+@dataclass
+class State:
+    settings: Settings
+    sessions: sessionmaker[Session]
+    celery: Celery
+    limiter: RateLimiter
+
+
+@dataclass(frozen=True)
+class Caller:
+    tenant_id: int
+    tenant: str
+
+
+def state(request: Request) -> State:
+    st = request.app.state.labelwise
+    assert isinstance(st, State)
+    return st
+
+
+def caller(
+    st: State = Depends(state),
+    credentials: HTTPAuthorizationCredentials | None = Depends(bearer),
+) -> Caller:
+    """The tenant whose live token authorises the request; 401 otherwise, 429 over the rate limit."""
+    challenge = {"WWW-Authenticate": "Bearer"}
+    if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
+        raise ApiError(401, "unauthorized", "missing bearer token (Authorization: Bearer lw_...)", challenge)
+    with st.sessions() as session:
+        tenant = tenants.tenant_for_token(session, credentials.credentials)
+    if tenant is None:
+        raise ApiError(401, "unauthorized", "unknown or revoked token", challenge)
+    wait_s = st.limiter.acquire(tenant.id)
+    if wait_s > 0:
+        raise ApiError(
+            429, "rate_limited", "too many requests for this tenant", {"Retry-After": str(math.ceil(wait_s))}
+        )
+    return Caller(tenant_id=tenant.id, tenant=tenant.name)
+
+
+class RateLimiter:
+    """A token bucket per tenant: ``per_min`` requests a minute, bursts up to ``per_min``; 0 turns it off."""
+
+    def __init__(self, per_min: int) -> None:
+        self._rate_s = per_min / 60.0
+        self._capacity = float(per_min)
+        self._buckets: dict[int, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    def acquire(self, key: int) -> float:
+        """0 when allowed (and counted); else the seconds until a request would be."""
+        if self._capacity <= 0:
+            return 0.0
+        now = time.monotonic()
+        with self._lock:
+            tokens, last = self._buckets.get(key, (self._capacity, now))
+            tokens = min(self._capacity, tokens + (now - last) * self._rate_s)
+            if tokens >= 1:
+                self._buckets[key] = (tokens - 1, now)
+                return 0.0
+            self._buckets[key] = (tokens, now)
+            return (1 - tokens) / self._rate_s

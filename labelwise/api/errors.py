@@ -1,0 +1,101 @@
+"""Every error the API returns is JSON: ``{"error": {"code", "message", "fields"?}}``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from labelwise.api.schemas import ErrorOut
+from labelwise.errors import (
+    ConflictError,
+    InvalidDocumentError,
+    InvalidInputError,
+    LabelwiseError,
+    NotFoundError,
+    RetryableError,
+)
+
+STATUS = {NotFoundError: 404, ConflictError: 409, InvalidInputError: 422, RetryableError: 503}
+HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "body_too_large",
+    429: "rate_limited",
+}
+
+
+class ApiError(Exception):
+    """An HTTP error with a stable code, raised by dependencies (auth, limits)."""
+
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.headers = status, code, message, headers
+
+
+def error_json(
+    status: int,
+    code: str,
+    message: str,
+    *,
+    fields: list[dict[str, str]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    body: dict[str, Any] = {"code": code, "message": message}
+    if fields is not None:
+        body["fields"] = fields
+    return JSONResponse({"error": body}, status_code=status, headers=headers)
+
+
+def _status_of(e: LabelwiseError) -> int:
+    for cls, status in STATUS.items():
+        if isinstance(e, cls):
+            return status
+    return 400
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(LabelwiseError)
+    async def _labelwise(_: Request, e: LabelwiseError) -> JSONResponse:
+        fields = None
+        if isinstance(e, InvalidDocumentError):
+            fields = [{"field": x["field"], "message": x["message"]} for x in e.errors]
+        elif isinstance(e, InvalidInputError) and e.field:
+            fields = [{"field": e.field, "message": e.message}]
+        headers = {"Retry-After": "5"} if isinstance(e, RetryableError) else None
+        return error_json(_status_of(e), e.code, e.message, fields=fields, headers=headers)
+
+    @app.exception_handler(ApiError)
+    async def _api(_: Request, e: ApiError) -> JSONResponse:
+        return error_json(e.status, e.code, e.message, headers=e.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, e: RequestValidationError) -> JSONResponse:
+        fields = [{"field": ".".join(str(p) for p in err["loc"]), "message": str(err["msg"])} for err in e.errors()]
+        summary = "; ".join(f"{f['field']}: {f['message']}" for f in fields[:5])
+        return error_json(422, "validation_error", f"invalid request: {summary}", fields=fields)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, e: StarletteHTTPException) -> JSONResponse:
+        code = HTTP_CODES.get(e.status_code, f"http_{e.status_code}")
+        return error_json(e.status_code, code, str(e.detail), headers=getattr(e, "headers", None))
+
+
+def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for the error statuses a route can answer."""
+    text = {
+        400: "Malformed request.",
+        401: "Missing, malformed, revoked or unknown bearer token.",
+        404: "No such object in the caller's tenant.",
+        409: "Conflicts with what is stored (e.g. an idempotency key reused for another message).",
+        413: "Request body too large.",
+        422: "Validation failed; `fields` names each problem.",
+        429: "Rate limit exceeded; see `Retry-After`.",
+        503: "Database or broker unavailable; retry later.",
+    }
+    return {s: {"model": ErrorOut, "description": text[s]} for s in statuses}

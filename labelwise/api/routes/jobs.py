@@ -1,0 +1,122 @@
+"""Jobs: enqueue, read, list, and classify synchronously."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Header, Path, Query, Response
+
+from labelwise import pipeline
+from labelwise.api.deps import Caller, State, caller, state
+from labelwise.api.errors import responses
+from labelwise.api.schemas import JobIn, JobOut, JobPage
+from labelwise.messages import ClassifyMessage, parse_message
+from labelwise.worker.app import enqueue_job
+
+router = APIRouter(prefix="/v1", tags=["jobs"])
+JobId = Annotated[str, Path(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f/]+$", description="The job id.")]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=200,
+        description="The same key gives the same job; reusing it for another message is a 409.",
+    ),
+]
+
+
+def _message(who: Caller, body: JobIn, key: str | None, st: State) -> ClassifyMessage:
+    fields: dict[str, Any] = {"tenant": who.tenant, **body.model_dump(exclude_none=True), "idempotency_key": key}
+    return parse_message(fields, max_text_chars=st.settings.max_text_chars)
+
+
+def _submit(who: Caller, body: JobIn, key: str | None, st: State) -> tuple[dict[str, Any], bool]:
+    queue = st.settings.queue
+    return pipeline.submit_and_enqueue(
+        st.sessions, _message(who, body, key, st), publish=lambda job: enqueue_job(st.celery, job, queue=queue)
+    )
+
+
+@router.post(
+    "/jobs",
+    status_code=202,
+    response_model=JobOut,
+    responses={
+        200: {"model": JobOut, "description": "A repeated Idempotency-Key: the existing job."},
+        **responses(401, 404, 409, 413, 422, 429, 503),
+    },
+    summary="Enqueue a message for classification",
+)
+def create_job(
+    body: JobIn,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
+    st: State = Depends(state),
+    who: Caller = Depends(caller),
+) -> dict[str, Any]:
+    """Create a job and put it on the queue; a worker classifies it. Poll `GET /v1/jobs/{id}` for the
+    result. 404 when the label set does not exist; 409 when the Idempotency-Key was used for another
+    message."""
+    view, created = _submit(who, body, idempotency_key, st)
+    response.status_code = 202 if created else 200
+    response.headers["Location"] = f"/v1/jobs/{view['job_id']}"
+    return view
+
+
+@router.get(
+    "/jobs/{job_id}",
+    response_model=JobOut,
+    responses=responses(401, 404, 422, 429),
+    summary="Read a job and its result",
+)
+def read_job(job_id: JobId, st: State = Depends(state), who: Caller = Depends(caller)) -> dict[str, Any]:
+    """The job in the result shape, whatever its status."""
+    with st.sessions() as session:
+        return pipeline.get_job(session, tenant_id=who.tenant_id, job_id=job_id)
+
+
+@router.get("/jobs", response_model=JobPage, responses=responses(401, 422, 429), summary="List jobs")
+def list_jobs(
+    status: Literal["queued", "running", "done", "failed"] | None = Query(
+        None, description="Only jobs in this status."
+    ),
+    label_set: str | None = Query(None, max_length=64, pattern=r"^[^\x00]*$", description="Only this label set."),
+    limit: int = Query(50, ge=1, le=1000, description="Page size."),
+    cursor: str | None = Query(None, max_length=500, description="`next_cursor` of the previous page."),
+    st: State = Depends(state),
+    who: Caller = Depends(caller),
+) -> dict[str, Any]:
+    """The tenant's jobs, newest first, a page at a time."""
+    with st.sessions() as session:
+        views, next_cursor = pipeline.list_jobs(
+            session, tenant_id=who.tenant_id, status=status, label_set=label_set, limit=limit, cursor=cursor
+        )
+    return {"jobs": views, "next_cursor": next_cursor}
+
+
+@router.post(
+    "/classify",
+    response_model=JobOut,
+    responses={
+        202: {"model": JobOut, "description": "The worker did not finish in time; poll `Location`."},
+        **responses(401, 404, 409, 413, 422, 429, 503),
+    },
+    summary="Classify a message and wait for the result",
+)
+def classify(
+    body: JobIn,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
+    st: State = Depends(state),
+    who: Caller = Depends(caller),
+) -> dict[str, Any]:
+    """For previews and small volumes. The message goes through the same queue and worker as
+    `POST /v1/jobs` (the API process holds no model), and the answer waits up to
+    `LABELWISE_SYNC_TIMEOUT_S` (default 10 s) for the result. Slower: 202 with the job to poll."""
+    view, _ = _submit(who, body, idempotency_key, st)
+    view = pipeline.wait_for_job(st.sessions, view["job_id"], timeout_s=st.settings.sync_timeout_s)
+    if view["status"] not in ("done", "failed"):
+        response.status_code = 202
+        response.headers["Location"] = f"/v1/jobs/{view['job_id']}"
+    return view

@@ -1,0 +1,136 @@
+"""Request and response bodies of the HTTP API, kept apart from the SQL tables."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from labelwise.labelset import Label, Threshold
+
+Text = Annotated[str, Field(description="The message to classify.", examples=["I was charged twice this month"])]
+SetName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+
+
+class ReplyTo(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    integration: Annotated[str, StringConstraints(min_length=1, max_length=64)] = Field(
+        description="Name of one of the tenant's integrations; other keys name the target (channel, thread_ts...)."
+    )
+
+
+class JobIn(BaseModel):
+    """A message to classify with one of the tenant's label sets."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"label_set": "support", "text": "I was charged twice", "metadata": {"id": 7}}]
+        },
+    )
+
+    label_set: SetName = Field(description="Name of the label set.")
+    text: Text
+    metadata: dict[str, Any] | None = Field(None, description="Any JSON object; stored with the job and returned.")
+    reply_to: ReplyTo | None = Field(None, description="Where an integration should deliver the result.")
+
+
+class LabelScore(BaseModel):
+    name: str
+    score: float = Field(description="Cosine similarity in [-1, 1].")
+
+
+class JobOut(BaseModel):
+    """A job in the result shape; `labels` and `chosen` are filled once `status` is `done`."""
+
+    job_id: str
+    status: str = Field(description="queued, running, done or failed.")
+    tenant: str
+    label_set: str
+    label_set_version: int | None = Field(description="Version of the label set the result used.")
+    model: str | None = Field(description="Embedding model the result used.")
+    labels: list[LabelScore] = Field(description="Top labels, best first.")
+    chosen: list[str] = Field(description="Labels chosen (the fallback label when abstaining).")
+    abstained: bool = Field(description="True when no label cleared its threshold.")
+    error: str | None = Field(description="Why the job failed.")
+    idempotency_key: str | None
+    metadata: dict[str, Any] | None
+    created_at: dt.datetime | None
+    finished_at: dt.datetime | None
+
+
+class JobPage(BaseModel):
+    jobs: list[JobOut]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")
+
+
+class LabelSetIn(BaseModel):
+    """A label-set document (the same as the YAML the CLI applies); `name` may be left out."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "multi_label": False,
+                    "threshold": 0.3,
+                    "fallback": "needs-triage",
+                    "labels": [
+                        {
+                            "name": "billing",
+                            "description": "Invoices, charges and payment methods.",
+                            "examples": ["I was charged twice this month"],
+                        },
+                        {"name": "bug-report", "description": "Something is broken or shows an error."},
+                    ],
+                }
+            ]
+        },
+    )
+
+    name: SetName | None = Field(None, description="Must equal the name in the path when given.")
+    multi_label: bool = False
+    threshold: Threshold = 0.3
+    fallback: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)] | None = None
+    labels: Annotated[list[Label], Field(min_length=1)]
+
+
+class VersionOut(BaseModel):
+    name: str
+    version: int
+    current: bool | None = Field(description="Whether new messages use this version.")
+    created_at: dt.datetime
+    document: dict[str, Any]
+
+
+class LabelSetSummary(BaseModel):
+    name: str
+    current_version: int | None
+
+
+class RollbackIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    version: int = Field(ge=1, le=2**31 - 1, description="The version to make current again.")
+
+
+class FieldError(BaseModel):
+    field: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    code: str = Field(description="Stable, machine-readable.", examples=["not_found"])
+    message: str = Field(description="For humans.")
+    fields: list[FieldError] | None = None
+
+
+class ErrorOut(BaseModel):
+    error: ErrorBody
+
+
+class Health(BaseModel):
+    status: str
+    checks: dict[str, str] | None = None

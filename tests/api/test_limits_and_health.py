@@ -1,0 +1,66 @@
+"""Body size, rate limit, health and readiness."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from labelwise.api.app import create_app
+from labelwise.settings import Settings
+from tests.api.conftest import Api, settings_for
+
+EMBEDDED = pytest.mark.parametrize("stack", ["embedded"], indirect=True)
+
+
+@EMBEDDED
+def test_oversized_bodies_are_413(api: Api) -> None:
+    with TestClient(create_app(settings_for(api.stack, max_body_bytes=2048))) as client:
+        _, h = api.tenant()
+        r = client.post(
+            "/v1/jobs",
+            content=b'{"label_set": "x", "text": "' + b"a" * 4096 + b'"}',
+            headers={**h, "Content-Type": "application/json"},
+        )
+        assert r.status_code == 413 and r.json()["error"]["code"] == "body_too_large"
+
+
+@EMBEDDED
+def test_rate_limit_is_429_with_retry_after_per_tenant(api: Api) -> None:
+    with TestClient(create_app(settings_for(api.stack, rate_limit_per_min=3))) as client:
+        _, a = api.tenant()
+        _, b = api.tenant()
+        codes = [client.get("/v1/label-sets", headers=a).status_code for _ in range(4)]
+        assert codes == [200, 200, 200, 429]
+        limited = client.get("/v1/label-sets", headers=a)
+        assert limited.json()["error"]["code"] == "rate_limited" and int(limited.headers["Retry-After"]) >= 1
+        assert client.get("/v1/label-sets", headers=b).status_code == 200  # another tenant is not affected
+
+
+@EMBEDDED
+def test_health_and_readiness(api: Api) -> None:
+    assert api.client.get("/healthz").json()["status"] == "ok"
+    ready = api.client.get("/readyz")
+    assert ready.status_code == 200 and ready.json()["checks"] == {"database": "ok", "broker": "ok"}
+
+
+def test_not_ready_without_database_or_broker(tmp_path: Path) -> None:
+    settings = Settings(
+        home=tmp_path,
+        database_url=f"sqlite:///{tmp_path / 'missing' / 'db.sqlite'}",
+        broker_url="redis://127.0.0.1:1/0",
+    )
+    with TestClient(create_app(settings)) as client:
+        r = client.get("/readyz")
+        assert r.status_code == 503 and r.json()["status"] == "unavailable"
+        assert r.json()["checks"]["database"].startswith("unavailable")
+        assert r.json()["checks"]["broker"].startswith("unavailable")
+        assert client.get("/healthz").status_code == 200
+
+
+@EMBEDDED
+def test_unknown_paths_and_methods_are_json(api: Api) -> None:
+    assert api.client.get("/v1/nothing").json()["error"]["code"] == "not_found"
+    r = api.client.patch("/v1/jobs")
+    assert r.status_code == 405 and r.json()["error"]["code"] == "method_not_allowed"
