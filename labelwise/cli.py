@@ -2,26 +2,25 @@
 
 from __future__ import annotations
 
-import json
 import signal
 import subprocess
 import sys
 import uuid
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import typer
-from sqlalchemy import Engine
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
-from labelwise import pipeline
+from labelwise import cli_integrations, pipeline
+from labelwise.cli_common import Ctx, JsonOpt, TenantOpt, emit, fail, get_ctx
 from labelwise.errors import LabelwiseError, NotFoundError
 from labelwise.labelset import load_yaml
 from labelwise.messages import check_text, parse_message
 from labelwise.models import jobs as jobs_q
 from labelwise.models import labelsets as labelsets_q
 from labelwise.models import tenants as tenants_q
-from labelwise.models.db import make_engine, make_session_factory, upgrade
+from labelwise.models.db import upgrade
 from labelwise.settings import Settings
 
 app = typer.Typer(help="labelwise: zero-shot text classification on a message queue.", no_args_is_help=True)
@@ -38,30 +37,6 @@ app.add_typer(token_app, name="token")
 app.add_typer(labels_app, name="labels")
 app.add_typer(jobs_app, name="jobs")
 
-JsonOpt = typer.Option(False, "--json", help="Print exactly one JSON document on stdout.")
-TenantOpt = typer.Option(..., "--tenant", "-t", help="Tenant name.")
-
-
-class Ctx:
-    """Settings plus a lazily made session factory, shared by the commands of one invocation."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self._engine: Engine | None = None
-        self._sessions: sessionmaker[Session] | None = None
-
-    @property
-    def sessions(self) -> sessionmaker[Session]:
-        if self._sessions is None:
-            self.settings.ensure_home()
-            self._engine = make_engine(self.settings.resolved_database_url())
-            self._sessions = make_session_factory(self._engine)
-        return self._sessions
-
-    def close(self) -> None:
-        if self._engine is not None:
-            self._engine.dispose()
-
 
 @app.callback()
 def _main(ctx: typer.Context) -> None:
@@ -70,29 +45,13 @@ def _main(ctx: typer.Context) -> None:
     ctx.call_on_close(ctx.obj.close)
 
 
-def _ctx(ctx: typer.Context) -> Ctx:
-    assert isinstance(ctx.obj, Ctx)
-    return ctx.obj
-
-
-def emit(data: Any, *, as_json: bool, human: str) -> None:
-    typer.echo(json.dumps(data, indent=2, default=str) if as_json else human)
-
-
-def fail(e: LabelwiseError, *, as_json: bool, code: int = 1) -> NoReturn:
-    if as_json:
-        typer.echo(json.dumps({"error": {"code": e.code, "message": e.message}}))
-    typer.echo(f"error: {e.message}", err=True)
-    raise typer.Exit(code)
-
-
 # --- running -----------------------------------------------------------------------------------
 
 
 @db_app.command("upgrade")
 def db_upgrade(ctx: typer.Context) -> None:
     """Create or migrate the database schema to the latest version."""
-    c = _ctx(ctx)
+    c = get_ctx(ctx)
     c.settings.ensure_home()
     upgrade(c.settings.resolved_database_url())
     typer.echo("database is up to date", err=True)
@@ -109,7 +68,7 @@ def worker(
     """Run a Celery worker that consumes labelwise.classify messages until stopped (Ctrl-C)."""
     from labelwise.worker.app import create_app
 
-    settings = _ctx(ctx).settings
+    settings = get_ctx(ctx).settings
     celery_app = create_app(settings)
     argv = [
         "worker",
@@ -134,14 +93,14 @@ def api(ctx: typer.Context, host: str = HostOpt, port: int = PortOpt) -> None:
 
     from labelwise.api.app import create_app as create_api
 
-    settings = _ctx(ctx).settings
+    settings = get_ctx(ctx).settings
     uvicorn.run(create_api(settings), host=host, port=port, log_level=settings.log_level.lower())
 
 
 @app.command()
 def up(ctx: typer.Context, host: str = HostOpt, port: int = PortOpt) -> None:
     """Migrate the database, then run the worker and the HTTP API together until Ctrl-C."""
-    c = _ctx(ctx)
+    c = get_ctx(ctx)
     c.settings.ensure_home()
     upgrade(c.settings.resolved_database_url())
     typer.echo(f"labelwise up: database {c.settings.resolved_database_url()}", err=True)
@@ -172,7 +131,7 @@ def tenant_create(
     as_json: bool = JsonOpt,
 ) -> None:
     """Create a tenant and print its first API token (shown only this once)."""
-    c = _ctx(ctx)
+    c = get_ctx(ctx)
     try:
         with c.sessions.begin() as s:
             if exist_ok and tenants_q.find_tenant(s, name) is not None:
@@ -202,7 +161,7 @@ def _tenant_name(name: str) -> str:
 @tenant_app.command("list")
 def tenant_list(ctx: typer.Context, as_json: bool = JsonOpt) -> None:
     """List tenants."""
-    with _ctx(ctx).sessions() as s:
+    with get_ctx(ctx).sessions() as s:
         rows = [{"tenant": t.name, "created_at": t.created_at.isoformat()} for t in tenants_q.list_tenants(s)]
     emit(rows, as_json=as_json, human="\n".join(r["tenant"] for r in rows) or "(no tenants)")
 
@@ -210,7 +169,7 @@ def tenant_list(ctx: typer.Context, as_json: bool = JsonOpt) -> None:
 @token_app.command("create")
 def token_create(ctx: typer.Context, tenant: str = TenantOpt, as_json: bool = JsonOpt) -> None:
     """Create another API token for a tenant (shown only this once)."""
-    c = _ctx(ctx)
+    c = get_ctx(ctx)
     try:
         with c.sessions.begin() as s:
             row = tenants_q.get_tenant(s, tenant)
@@ -228,7 +187,7 @@ def token_revoke(
     as_json: bool = JsonOpt,
 ) -> None:
     """Revoke a token; it stops working at once."""
-    c = _ctx(ctx)
+    c = get_ctx(ctx)
     try:
         with c.sessions.begin() as s:
             row = tenants_q.get_tenant(s, tenant)
@@ -251,7 +210,7 @@ def labels_apply(
     as_json: bool = JsonOpt,
 ) -> None:
     """Store a label-set YAML as a new version (unchanged documents keep their version)."""
-    c = _ctx(ctx)
+    c = get_ctx(ctx)
     try:
         doc = load_yaml(file.read_text(encoding="utf-8"))
         with c.sessions.begin() as s:
@@ -273,7 +232,7 @@ def labels_show(
 ) -> None:
     """Show a label set's current (or a given) version."""
     try:
-        with _ctx(ctx).sessions() as s:
+        with get_ctx(ctx).sessions() as s:
             tenant_row = tenants_q.get_tenant(s, tenant)
             label_set = labelsets_q.get_label_set(s, tenant_id=tenant_row.id, name=name)
             row = labelsets_q.get_version(
@@ -294,7 +253,7 @@ def labels_versions(
 ) -> None:
     """List a label set's versions, oldest first."""
     try:
-        with _ctx(ctx).sessions() as s:
+        with get_ctx(ctx).sessions() as s:
             tenant_row = tenants_q.get_tenant(s, tenant)
             label_set = labelsets_q.get_label_set(s, tenant_id=tenant_row.id, name=name)
             rows = labelsets_q.list_versions(s, tenant_id=tenant_row.id, label_set_id=label_set.id)
@@ -318,7 +277,7 @@ def labels_rollback(
 ) -> None:
     """Point a label set back at an older version; the next message uses it."""
     try:
-        with _ctx(ctx).sessions.begin() as s:
+        with get_ctx(ctx).sessions.begin() as s:
             tenant_row = tenants_q.get_tenant(s, tenant)
             row = labelsets_q.rollback(s, tenant_id=tenant_row.id, name=name, version=to)
             out = {"label_set": name, "version": row.version}
@@ -344,7 +303,7 @@ def classify(
     as_json: bool = JsonOpt,
 ) -> None:
     """Classify one message through the queue (a worker must run: `labelwise up`) and print the result."""
-    c = _ctx(ctx)
+    c = get_ctx(ctx)
     try:
         check_text(text, max_text_chars=c.settings.max_text_chars)
         view = (
@@ -423,7 +382,7 @@ def jobs_list(
 ) -> None:
     """List recent jobs, newest first."""
     try:
-        with _ctx(ctx).sessions() as s:
+        with get_ctx(ctx).sessions() as s:
             tenant_id = tenants_q.get_tenant(s, tenant).id if tenant else None
             rows = jobs_q.list_jobs(s, tenant_id=tenant_id, status=status, label_set=label_set, limit=limit)
             views = [pipeline.job_view(j) for j in rows]
@@ -446,7 +405,7 @@ def jobs_show(
 ) -> None:
     """Show one job in the result shape."""
     try:
-        with _ctx(ctx).sessions() as s:
+        with get_ctx(ctx).sessions() as s:
             view = pipeline.job_view(_find_job(s, job_id, key, tenant))
     except LabelwiseError as e:
         fail(e, as_json=as_json)
@@ -468,3 +427,6 @@ def _find_job(s: Session, job_id: str | None, key: str | None, tenant: str | Non
 
 def main() -> None:
     app()
+
+
+cli_integrations.register(app)

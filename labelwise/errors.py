@@ -5,6 +5,10 @@
     ├── ConflictError              the request contradicts what is stored (e.g. key reused)
     ├── InvalidInputError          bad input from a caller; ``field`` names the culprit
     │   └── InvalidDocumentError   a label-set document fails validation (``errors`` lists each)
+    ├── UnauthorizedError          an inbound webhook's signature or timestamp does not check out
+    ├── DeliveryError              sending a result to an integration failed
+    │   ├── RetryableDeliveryError     try again (5xx, 408, 409, 429, timeout); ``retry_after_s`` from the peer
+    │   └── PermanentDeliveryError     do not (other 4xx, refused address, redirect, bad config)
     └── RetryableError             a passing outage (database, broker); try again later
         ├── DatabaseUnavailableError
         └── BrokerUnavailableError
@@ -66,3 +70,21 @@ class DatabaseUnavailableError(RetryableError):
 
 class BrokerUnavailableError(RetryableError):
     code = "broker_unavailable"
+
+
+class UnauthorizedError(LabelwiseError):
+    code = "unauthorized"
+
+
+class DeliveryError(LabelwiseError):
+    code = "delivery_failed"
+
+
+class RetryableDeliveryError(DeliveryError):
+    def __init__(self, message: str, *, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class PermanentDeliveryError(DeliveryError):
+    pass

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
@@ -65,6 +65,24 @@ class Settings(BaseSettings):
     sync_timeout_s: float = Field(
         10.0, gt=0, description="How long POST /v1/classify waits for the worker before answering 202."
     )
+
+    secret_key: SecretStr | None = Field(
+        None,
+        description="Fernet key(s) encrypting integration secrets at rest, comma-separated: the first "
+        "encrypts, all decrypt (rotation). Unset: a key file is made under HOME on first use.",
+    )
+    outbound_allow: str = Field(
+        "",
+        description="Comma-separated CIDRs that outbound deliveries may reach although they are private, "
+        "loopback or link-local (e.g. 127.0.0.0/8 for tests, 10.1.0.0/16 for an internal Jira).",
+    )
+    outbound_timeout_s: float = Field(10.0, gt=0, description="Timeout of one outbound HTTP request.")
+    delivery_max_attempts: int = Field(8, ge=1, description="Attempts before a delivery is dead.")
+    delivery_backoff_base_s: float = Field(
+        2.0, gt=0, description="First retry delay; doubling per attempt (with jitter), up to the cap."
+    )
+    delivery_backoff_max_s: float = Field(3600.0, gt=0, description="Cap of the delay between delivery attempts.")
+    inbound_tolerance_s: int = Field(300, ge=1, description="How old a signed inbound webhook may be.")
 
     def resolved_database_url(self) -> str:
         """The database URL, defaulting to ``HOME/labelwise.sqlite``."""

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.apiclient import Api, settings_for
 from tests.stacks import Stack, make_stack
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -75,3 +76,14 @@ def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     with make_stack(request.param, home=home, queue=f"lw-test-{uuid.uuid4().hex[:8]}") as s:
         s.start_worker()
         yield s
+
+
+@pytest.fixture(scope="session")
+def api(stack: Stack) -> Iterator[Api]:
+    """The HTTP API in-process (TestClient) on the stack, sharing its database, broker and worker."""
+    from fastapi.testclient import TestClient
+
+    from labelwise.api.app import create_app
+
+    with TestClient(create_app(settings_for(stack))) as client:
+        yield Api(client, stack)

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.fernet import Fernet
 
 PG_URL = os.environ.get("LABELWISE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("LABELWISE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -68,6 +69,7 @@ class Stack:
     broker_url: str
     queue: str
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    secret_key: str = field(default_factory=lambda: Fernet.generate_key().decode())
 
     @property
     def env(self) -> dict[str, str]:
@@ -76,8 +78,23 @@ class Stack:
             "LABELWISE_DATABASE_URL": self.database_url,
             "LABELWISE_BROKER_URL": self.broker_url,
             "LABELWISE_QUEUE": self.queue,
+            "LABELWISE_SECRET_KEY": self.secret_key,
+            # deliveries in tests go to stand-in servers on loopback, quickly retried
+            "LABELWISE_OUTBOUND_ALLOW": "127.0.0.0/8,::1/128",
+            "LABELWISE_OUTBOUND_TIMEOUT_S": "1",
+            "LABELWISE_DELIVERY_MAX_ATTEMPTS": "4",
+            "LABELWISE_DELIVERY_BACKOFF_BASE_S": "0.2",
+            "LABELWISE_DELIVERY_BACKOFF_MAX_S": "1",
             "HF_HUB_OFFLINE": "1",
         }
+
+    def settings(self, **over: Any) -> Any:
+        """Settings as the CLI and the worker of this stack see them."""
+        from labelwise.settings import Settings
+
+        prefix = "LABELWISE_"
+        fields = {k[len(prefix) :].lower(): v for k, v in self.env.items() if k.startswith(prefix)}
+        return Settings.model_validate({**fields, **over})
 
     def start_worker(self, **extra_env: str) -> subprocess.Popen[bytes]:
         """Start ``labelwise worker`` as its own process; stopped when the stack closes."""

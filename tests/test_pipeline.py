@@ -11,6 +11,7 @@ from labelwise.classify.classifier import Classifier
 from labelwise.errors import ConflictError, NotFoundError
 from labelwise.labelset import load_yaml
 from labelwise.messages import parse_message
+from labelwise.models import jobs as models_jobs
 from labelwise.models import tenants
 
 TINY = Path(__file__).parent / "data" / "tiny.yaml"
@@ -29,17 +30,17 @@ def msg(**over: object) -> dict[str, object]:
 
 
 def test_classify_message_stores_a_done_job(seeded, encoder) -> None:  # type: ignore[no-untyped-def]
-    view = pipeline.classify_message(seeded, Classifier(encoder), task_id="j1", kwargs=msg(), max_text_chars=100)
+    view = pipeline.classify_message(seeded, Classifier(encoder), task_id="j1", kwargs=msg(), max_text_chars=100).view
     assert view["status"] == "done" and view["chosen"] == ["billing"] and view["label_set_version"] == 1
 
 
 def test_a_redelivered_message_is_not_classified_twice(seeded, encoder) -> None:  # type: ignore[no-untyped-def]
     classifier = Classifier(encoder)
-    first = pipeline.classify_message(seeded, classifier, task_id="j1", kwargs=msg(), max_text_chars=100)
-    again = pipeline.classify_message(seeded, classifier, task_id="j1", kwargs=msg(), max_text_chars=100)
+    first = pipeline.classify_message(seeded, classifier, task_id="j1", kwargs=msg(), max_text_chars=100).view
+    again = pipeline.classify_message(seeded, classifier, task_id="j1", kwargs=msg(), max_text_chars=100).view
     assert again == first
     with seeded() as s:
-        assert pipeline.jobs.get_job(s, "j1").attempts == 1
+        assert models_jobs.get_job(s, "j1").attempts == 1
 
 
 def test_submit_job_checks_up_front_and_guards_the_key(seeded) -> None:  # type: ignore[no-untyped-def]

@@ -12,7 +12,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from labelwise import __version__
 from labelwise.api import errors
 from labelwise.api.deps import RateLimiter, State
-from labelwise.api.routes import health, jobs, labelsets
+from labelwise.api.routes import health, hooks, integrations, jobs, labelsets
+from labelwise.crypto import secret_box
 from labelwise.models.db import make_engine, make_session_factory
 from labelwise.settings import Settings
 
@@ -34,6 +35,7 @@ def create_app(settings: Settings) -> FastAPI:
         sessions=make_session_factory(engine),
         celery=create_celery(settings),
         limiter=RateLimiter(settings.rate_limit_per_min),
+        box=secret_box(settings),
     )
 
     @contextlib.asynccontextmanager
@@ -45,7 +47,7 @@ def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(title="labelwise", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     app.state.labelwise = st
     errors.install(app)
-    for module in (jobs, labelsets, health):
+    for module in (jobs, labelsets, integrations, hooks, health):
         app.include_router(module.router)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)  # type: ignore[arg-type]
 

@@ -13,6 +13,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session, sessionmaker
 
 from labelwise.api.errors import ApiError
+from labelwise.crypto import SecretBox
 from labelwise.models import tenants
 from labelwise.settings import Settings
 
@@ -25,6 +26,7 @@ class State:
     sessions: sessionmaker[Session]
     celery: Celery
     limiter: RateLimiter
+    box: SecretBox
 
 
 @dataclass(frozen=True)

@@ -17,9 +17,10 @@ from labelwise.errors import (
     LabelwiseError,
     NotFoundError,
     RetryableError,
+    UnauthorizedError,
 )
 
-STATUS = {NotFoundError: 404, ConflictError: 409, InvalidInputError: 422, RetryableError: 503}
+STATUS = {UnauthorizedError: 401, NotFoundError: 404, ConflictError: 409, InvalidInputError: 422, RetryableError: 503}
 HTTP_CODES = {
     400: "bad_request",
     401: "unauthorized",
@@ -68,6 +69,8 @@ def install(app: FastAPI) -> None:
         elif isinstance(e, InvalidInputError) and e.field:
             fields = [{"field": e.field, "message": e.message}]
         headers = {"Retry-After": "5"} if isinstance(e, RetryableError) else None
+        if isinstance(e, UnauthorizedError):
+            headers = {"WWW-Authenticate": "Bearer"}
         return error_json(_status_of(e), e.code, e.message, fields=fields, headers=headers)
 
     @app.exception_handler(ApiError)

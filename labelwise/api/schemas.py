@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
@@ -134,3 +134,42 @@ class ErrorOut(BaseModel):
 class Health(BaseModel):
     status: str
     checks: dict[str, str] | None = None
+
+
+class IntegrationIn(BaseModel):
+    """An integration document; `name` comes from the path. See the README for each kind's settings."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "kind": "webhook",
+                    "settings": {"url": "https://example.com/labelwise", "subscribe": ["support"]},
+                    "secrets": {"signing_secrets": ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]},
+                }
+            ]
+        },
+    )
+
+    kind: Literal["webhook", "slack", "jira", "zendesk"]
+    label_set: SetName | None = Field(None, description="Label set that events coming in from the platform use.")
+    settings: dict[str, Any] = Field(default_factory=dict, description="Kind-specific settings.")
+    secrets: dict[str, Any] | None = Field(
+        None, description="Kind-specific secrets, merged into the stored ones (null removes one); never returned."
+    )
+
+
+class IntegrationOut(BaseModel):
+    name: str
+    kind: str
+    id: str = Field(description="Public id, part of the inbound hook URL.")
+    label_set: str | None
+    settings: dict[str, Any]
+    secrets_set: list[str] | None = Field(description="Names of the secrets stored (their values are never shown).")
+    hook_path: str | None = Field(description="Where the platform sends its events (Slack, Jira, Zendesk).")
+    updated_at: dt.datetime
+
+
+class HookAnswer(BaseModel):
+    model_config = ConfigDict(extra="allow")

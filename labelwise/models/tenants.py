@@ -26,6 +26,13 @@ def get_tenant(session: Session, name: str) -> Tenant:
     return tenant
 
 
+def get_tenant_by_id(session: Session, tenant_id: int) -> Tenant:
+    tenant = session.get(Tenant, tenant_id)
+    if tenant is None:
+        raise NotFoundError(f"unknown tenant id {tenant_id}")
+    return tenant
+
+
 def find_tenant(session: Session, name: str) -> Tenant | None:
     return session.scalar(select(Tenant).where(Tenant.name == name))
 

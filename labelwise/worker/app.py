@@ -11,6 +11,7 @@ from labelwise.settings import Settings
 from labelwise.worker import sqlbroker
 
 CLASSIFY_TASK = "labelwise.classify"
+DELIVER_TASK = "labelwise.deliver"
 
 
 def create_app(settings: Settings) -> Celery:

@@ -5,12 +5,15 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+import httpx
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from labelwise.classify.classifier import Classifier
 from labelwise.classify.labels import LabelCache
 from labelwise.classify.sentence import SentenceTransformerEncoder
+from labelwise.crypto import SecretBox, secret_box
+from labelwise.integrations.guard import make_client
 from labelwise.models.db import make_engine, make_session_factory
 from labelwise.settings import Settings
 
@@ -20,6 +23,8 @@ class Resources:
     engine: Engine
     sessions: sessionmaker[Session]
     classifier: Classifier
+    box: SecretBox
+    http: httpx.Client
 
 
 def build_classifier(settings: Settings) -> Classifier:
@@ -30,4 +35,10 @@ def build_classifier(settings: Settings) -> Classifier:
 
 def build_resources(settings: Settings) -> Resources:
     engine = make_engine(settings.resolved_database_url())
-    return Resources(engine=engine, sessions=make_session_factory(engine), classifier=build_classifier(settings))
+    return Resources(
+        engine=engine,
+        sessions=make_session_factory(engine),
+        classifier=build_classifier(settings),
+        box=secret_box(settings),
+        http=make_client(allow=settings.outbound_allow, timeout_s=settings.outbound_timeout_s),
+    )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import random
 import threading
 from typing import Any
 
@@ -12,8 +11,9 @@ from celery.signals import worker_process_init
 
 from labelwise import pipeline
 from labelwise.errors import RetryableError
+from labelwise.pipeline.common import backoff_s
 from labelwise.settings import Settings
-from labelwise.worker.app import CLASSIFY_TASK
+from labelwise.worker.app import CLASSIFY_TASK, DELIVER_TASK
 from labelwise.worker.resources import Resources, build_resources
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ def register(app: Celery, settings: Settings) -> None:
         res = resources(settings)
         task_id = self.request.id
         try:
-            view = pipeline.classify_message(
+            done = pipeline.classify_message(
                 res.sessions,
                 res.classifier,
                 task_id=task_id,
@@ -48,14 +48,39 @@ def register(app: Celery, settings: Settings) -> None:
                 max_text_chars=settings.max_text_chars,
             )
         except RetryableError as e:
-            countdown = backoff_s(self.request.retries, cap_s=settings.db_retry_backoff_max_s)
-            log.warning("job %s: %s; retry %d in %.1fs", task_id, e.message, self.request.retries + 1, countdown)
-            raise self.retry(exc=e, countdown=countdown) from e
+            raise _retry(self, e, cap_s=settings.db_retry_backoff_max_s) from e
         except Exception as e:
             log.exception("job %s: unexpected error", task_id)
             pipeline.fail_job(res.sessions, job_id=task_id, error=f"internal error: {type(e).__name__}: {e}")
             return
+        view = done.view
         log.info("job %s: %s %s", task_id, view["status"], view["chosen"] or view["error"] or "")
+        for delivery_id in done.deliveries:  # only now: the job and its deliveries are committed
+            deliver.apply_async(kwargs={"delivery_id": delivery_id}, queue=settings.queue)
+
+    @app.task(name=DELIVER_TASK, bind=True, max_retries=None)
+    def deliver(self: Task, delivery_id: str) -> None:
+        res = resources(settings)
+        try:
+            status, wait_s, error = pipeline.deliver(
+                res.sessions,
+                res.box,
+                res.http,
+                delivery_id,
+                max_attempts=settings.delivery_max_attempts,
+                delay_s=lambda attempt, retry_after_s: backoff_s(
+                    attempt,
+                    base_s=settings.delivery_backoff_base_s,
+                    cap_s=settings.delivery_backoff_max_s,
+                    at_least_s=retry_after_s,
+                ),
+            )
+        except RetryableError as e:
+            raise _retry(self, e, cap_s=settings.db_retry_backoff_max_s) from e
+        retry = f"; next attempt in {wait_s:.1f}s" if wait_s else ""
+        log.info("delivery %s: %s%s%s", delivery_id, status, f" ({error})" if error else "", retry)
+        if status == "retrying":
+            raise self.retry(countdown=wait_s)
 
     @worker_process_init.connect(weak=False)
     def _init_child(**_: Any) -> None:
@@ -68,7 +93,8 @@ def register(app: Celery, settings: Settings) -> None:
         threading.Thread(target=res.classifier.encoder.encode, args=(["warm-up"],), daemon=True).start()
 
 
-def backoff_s(retries: int, *, cap_s: float) -> float:
-    """Exponential back-off with full jitter: uniform in [0.5, 1] x min(cap, 2 ** retries)."""
-    base = min(cap_s, 2.0**retries)
-    return base * random.uniform(0.5, 1.0)
+def _retry(task: Task, e: RetryableError, *, cap_s: float) -> Exception:
+    """Celery's retry with exponential back-off and jitter, for a passing outage."""
+    countdown = backoff_s(task.request.retries + 1, base_s=1.0, cap_s=cap_s)
+    log.warning("task %s: %s; retry %d in %.1fs", task.request.id, e.message, task.request.retries + 1, countdown)
+    return task.retry(exc=e, countdown=countdown)

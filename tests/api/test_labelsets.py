@@ -8,7 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from labelwise.api.app import create_app
-from tests.api.conftest import TINY, Api, settings_for
+from tests.apiclient import TINY, Api, settings_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.parametrize("stack", ["embedded", "pg-redis"], indirect=True)]
 

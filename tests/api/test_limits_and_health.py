@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 
 from labelwise.api.app import create_app
 from labelwise.settings import Settings
-from tests.api.conftest import Api, settings_for
+from tests.apiclient import Api, settings_for
 
 EMBEDDED = pytest.mark.parametrize("stack", ["embedded"], indirect=True)
 

@@ -20,7 +20,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from labelwise.api.app import create_app
-from tests.api.conftest import Api, settings_for
+from tests.apiclient import Api, settings_for
 
 CASES_PER_OPERATION = 40
 CHECKS = [

@@ -1,58 +1,31 @@
-"""Use cases. Routes, tasks and CLI commands call these; these call models/ and classify/.
-
-Functions take a ``Session`` and never commit unless they are handed a session factory, in which
-case they own their (short) transactions.
-"""
+"""Jobs: submit, classify (the worker's use case), read, list."""
 
 from __future__ import annotations
 
 import base64
-import contextlib
 import datetime as dt
 import json
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import text
-from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from labelwise.classify.classifier import Classifier
-from labelwise.classify.scoring import Scored
-from labelwise.errors import (
-    BrokerUnavailableError,
-    ConflictError,
-    DatabaseUnavailableError,
-    InvalidInputError,
-    NotFoundError,
-)
+from labelwise.errors import BrokerUnavailableError, ConflictError, InvalidInputError, NotFoundError
 from labelwise.labelset import LabelSetDocument
 from labelwise.messages import ClassifyMessage, parse_message, sanitize
-from labelwise.models import jobs, labelsets, tenants
-from labelwise.models.tables import Job, LabelSetVersion
+from labelwise.models import integrations, jobs, labelsets, tenants
+from labelwise.models.tables import Job
+from labelwise.pipeline.common import database_errors
+from labelwise.pipeline.integrating import pending_deliveries, plan_deliveries
+from labelwise.pipeline.views import job_view, to_result
 
 log = logging.getLogger(__name__)
-
-
-@contextlib.contextmanager
-def database_errors() -> Iterator[None]:
-    """Turn a lost or locked database into DatabaseUnavailableError (retryable)."""
-    try:
-        yield
-    except (OperationalError, InterfaceError) as e:
-        raise DatabaseUnavailableError(f"database unavailable: {e.orig or e}") from e
-
-
-# --- label sets -------------------------------------------------------------------------------
-
-
-def apply_label_set(session: Session, *, tenant: str, doc: LabelSetDocument) -> tuple[LabelSetVersion, bool]:
-    """Store a label-set document as the new current version (no-op when unchanged)."""
-    tenant_row = tenants.get_tenant(session, tenant)
-    return labelsets.apply_document(session, tenant_id=tenant_row.id, doc=doc)
 
 
 def get_job(session: Session, *, tenant_id: int, job_id: str) -> dict[str, Any]:
@@ -87,79 +60,6 @@ def decode_cursor(cursor: str | None) -> tuple[dt.datetime, str] | None:
         raise InvalidInputError("invalid cursor", field="cursor") from e
 
 
-def label_set_summaries(session: Session, *, tenant_id: int) -> list[dict[str, Any]]:
-    rows = labelsets.list_label_sets(session, tenant_id=tenant_id)
-    return [{"name": r.name, "current_version": r.current_version} for r in rows]
-
-
-def label_set_version(session: Session, *, tenant_id: int, name: str, version: int | None = None) -> dict[str, Any]:
-    """One version of a label set (the current one by default) as a view; raises NotFoundError."""
-    label_set = labelsets.get_label_set(session, tenant_id=tenant_id, name=name)
-    number = version if version is not None else label_set.current_version
-    if number is None:
-        raise NotFoundError(f"label set {name!r} has no version")
-    row = labelsets.get_version(session, tenant_id=tenant_id, label_set_id=label_set.id, version=number)
-    return {"name": name, **version_view(row, current=label_set.current_version)}
-
-
-def label_set_versions(session: Session, *, tenant_id: int, name: str) -> list[dict[str, Any]]:
-    label_set = labelsets.get_label_set(session, tenant_id=tenant_id, name=name)
-    rows = labelsets.list_versions(session, tenant_id=tenant_id, label_set_id=label_set.id)
-    return [{"name": name, **version_view(r, current=label_set.current_version)} for r in rows]
-
-
-def rollback_label_set(session: Session, *, tenant_id: int, name: str, version: int) -> dict[str, Any]:
-    labelsets.rollback(session, tenant_id=tenant_id, name=name, version=version)
-    return label_set_version(session, tenant_id=tenant_id, name=name)
-
-
-def delete_label_set(session: Session, *, tenant_id: int, name: str) -> None:
-    labelsets.delete_label_set(session, tenant_id=tenant_id, name=name)
-
-
-def version_view(version: LabelSetVersion, *, current: int | None = None) -> dict[str, Any]:
-    return {
-        "version": version.version,
-        "current": version.version == current if current is not None else None,
-        "created_at": version.created_at.isoformat(),
-        "document": version.document,
-    }
-
-
-# --- jobs -------------------------------------------------------------------------------------
-
-
-def job_view(job: Job) -> dict[str, Any]:
-    """The normative result shape for any job, whatever its status."""
-    result = job.result or {}
-    return {
-        "job_id": job.id,
-        "status": job.status,
-        "tenant": job.tenant_name,
-        "label_set": job.label_set_name,
-        "label_set_version": result.get("label_set_version"),
-        "model": result.get("model"),
-        "labels": result.get("labels", []),
-        "chosen": result.get("chosen", []),
-        "abstained": result.get("abstained", False),
-        "error": job.error,
-        "idempotency_key": job.idempotency_key,
-        "metadata": job.metadata_,
-        "created_at": job.created_at.isoformat() if job.created_at else None,
-        "finished_at": job.finished_at.isoformat() if job.finished_at else None,
-    }
-
-
-def to_result(scored: Scored, *, version: int, model: str) -> dict[str, Any]:
-    return {
-        "label_set_version": version,
-        "model": model,
-        "labels": scored.labels,
-        "chosen": scored.chosen,
-        "abstained": scored.abstained,
-    }
-
-
 def submit_job(session: Session, msg: ClassifyMessage, *, job_id: str) -> tuple[Job, bool]:
     """Create a queued job for an API or CLI caller, checking tenant and label set up front.
 
@@ -168,6 +68,11 @@ def submit_job(session: Session, msg: ClassifyMessage, *, job_id: str) -> tuple[
     """
     tenant = tenants.get_tenant(session, msg.tenant)
     labelsets.current_version(session, tenant_id=tenant.id, name=msg.label_set)
+    if (
+        msg.reply_to
+        and integrations.find_integration(session, tenant_id=tenant.id, name=msg.reply_to.integration) is None
+    ):
+        raise InvalidInputError(f"unknown integration {msg.reply_to.integration!r}", field="reply_to.integration")
     if msg.idempotency_key:
         existing = jobs.find_by_key(session, tenant_id=tenant.id, key=msg.idempotency_key)
         if existing is not None:
@@ -235,23 +140,31 @@ def classify_message(
     kwargs: Any,
     args: tuple[Any, ...] = (),
     max_text_chars: int,
-) -> dict[str, Any]:
-    """The worker's use case for one ``labelwise.classify`` message; returns the job's result view.
+) -> Classified:
+    """The worker's use case for one ``labelwise.classify`` message.
 
-    Bad input ends as a ``failed`` job. A job that is already finished (a redelivered message, or a
-    repeated idempotency key) is returned as it is, never classified twice.
+    Returns the job's result view and the deliveries to enqueue (after this commit). Bad input ends as
+    a ``failed`` job. A job that is already finished (a redelivered message, or a repeated idempotency
+    key) is returned as it is, never classified twice; its still-pending deliveries come back too, so a
+    worker that died between commit and enqueue loses none.
     Raises DatabaseUnavailableError (retryable) when the database cannot be reached.
     """
     with database_errors(), sessions.begin() as session:
         claimed = _claim(session, task_id=task_id, kwargs=kwargs, args=args, max_text_chars=max_text_chars)
         if isinstance(claimed, Job):
-            return job_view(claimed)
+            return Classified(job_view(claimed), pending_deliveries(session, claimed.id))
         job_id, text, version_id, version, doc = claimed
     scored = classifier.classify(version_id, doc, [text])[0]
     with database_errors(), sessions.begin() as session:
         job = jobs.get_job(session, job_id)
         jobs.mark_done(job, result=to_result(scored, version=version, model=classifier.model_id), version_id=version_id)
-        return job_view(job)
+        return Classified(job_view(job), plan_deliveries(session, job))
+
+
+@dataclass(frozen=True)
+class Classified:
+    view: dict[str, Any]
+    deliveries: list[str]
 
 
 def _claim(
@@ -338,24 +251,6 @@ def fail_job(sessions: sessionmaker[Session], *, job_id: str, error: str) -> Non
         job = jobs.find_job(session, job_id)
         if job is not None and job.status != "done":
             jobs.mark_failed(job, error=error)
-
-
-def readiness(sessions: sessionmaker[Session], celery: Any) -> dict[str, str]:
-    """``{"database": "ok" | reason, "broker": "ok" | reason}``."""
-    checks = {}
-    try:
-        with sessions() as session:
-            session.execute(text("SELECT 1"))
-        checks["database"] = "ok"
-    except Exception as e:  # any failure means not ready; the reason is reported, not raised
-        checks["database"] = f"unavailable: {type(e).__name__}"
-    try:
-        with celery.connection_for_write() as conn:
-            conn.ensure_connection(max_retries=1, timeout=2)
-        checks["broker"] = "ok"
-    except Exception as e:
-        checks["broker"] = f"unavailable: {type(e).__name__}"
-    return checks
 
 
 def classify_now(session: Session, classifier: Classifier, *, tenant: str, label_set: str, text: str) -> dict[str, Any]:

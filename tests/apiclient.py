@@ -1,17 +1,16 @@
-"""The API in-process (FastAPI's TestClient) on a real stack: database, broker and worker process."""
+"""The API in-process (FastAPI's TestClient) on a real stack: database, broker and worker process.
+
+The ``api`` fixture itself lives in tests/conftest.py."""
 
 from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import pytest
 from fastapi.testclient import TestClient
 
-from labelwise.api.app import create_app
 from labelwise.models import tenants
 from labelwise.settings import Settings
 from tests.stacks import Stack
@@ -32,9 +31,10 @@ TINY: dict[str, Any] = {
 
 
 def settings_for(stack: Stack, **over: Any) -> Settings:
-    return Settings(
-        home=stack.home, database_url=stack.database_url, broker_url=stack.broker_url, queue=stack.queue, **over
-    )
+    """The settings the stack's CLI and worker use (same database, broker, queue and secret key)."""
+    settings = stack.settings(**over)
+    assert isinstance(settings, Settings)
+    return settings
 
 
 @dataclass
@@ -63,9 +63,3 @@ class Api:
             if body["status"] in ("done", "failed") or time.monotonic() > deadline:
                 return body
             time.sleep(0.05)
-
-
-@pytest.fixture(scope="session")
-def api(stack: Stack) -> Iterator[Api]:
-    with TestClient(create_app(settings_for(stack))) as client:
-        yield Api(client, stack)

@@ -1,0 +1,74 @@
+"""Inbound platform webhooks. The signature is checked before the body is parsed; nothing is enqueued
+for a bad signature (401), a stale timestamp (401), an unknown integration (404) or a malformed body (400)."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+
+from labelwise import pipeline
+from labelwise.api.deps import State, state
+from labelwise.api.errors import error_json, responses
+from labelwise.api.schemas import HookAnswer
+from labelwise.errors import InvalidInputError
+from labelwise.worker.app import enqueue_job
+
+router = APIRouter(prefix="/hooks", tags=["inbound hooks"])
+IntegrationId = Annotated[str, Path(pattern=r"^int_[A-Za-z0-9_-]{1,60}$", description="The integration's public id.")]
+DOC = {"model": HookAnswer, "description": "Accepted (or answered, ignored, or a duplicate)."}
+ERRORS = responses(401, 404, 413, 503)
+ERRORS[400] = {"model": ERRORS[401]["model"], "description": "Malformed event."}
+
+
+async def _receive(request: Request, st: State, *, kind: str, public_id: str | None) -> JSONResponse:
+    body = await request.body()
+    headers = {k: v for k, v in request.headers.items()}
+    queue = st.settings.queue
+    try:
+        answer: dict[str, Any] = await run_in_threadpool(
+            pipeline.receive_event,
+            st.sessions,
+            st.box,
+            kind=kind,
+            public_id=public_id,
+            headers=headers,
+            body=body,
+            now_s=time.time(),
+            tolerance_s=st.settings.inbound_tolerance_s,
+            max_text_chars=st.settings.max_text_chars,
+            publish=lambda job: enqueue_job(st.celery, job, queue=queue),
+        )
+    except InvalidInputError as e:  # for a platform, a body it sent that we cannot use is a 400
+        return error_json(400, "bad_request", e.message)
+    return JSONResponse(answer)
+
+
+@router.post("/slack/events", responses={200: DOC, **ERRORS}, summary="Slack Events API")
+async def slack_events(
+    request: Request,
+    integration: str | None = Query(
+        None,
+        pattern=r"^int_[A-Za-z0-9_-]{1,60}$",
+        description="The integration's id; without it every Slack integration's signing secret is tried.",
+    ),
+    st: State = Depends(state),
+) -> JSONResponse:
+    """Answers `url_verification`; classifies new messages (not bot messages, edits or our own) and
+    replies in their thread. Slack's retries of one `event_id` start one job."""
+    return await _receive(request, st, kind="slack", public_id=integration)
+
+
+@router.post("/zendesk/{integration_id}", responses={200: DOC, **ERRORS}, summary="Zendesk ticket webhook")
+async def zendesk_hook(request: Request, integration_id: IntegrationId, st: State = Depends(state)) -> JSONResponse:
+    """A new ticket (`{"ticket": {"id", "subject", "description"}}`) is classified; tags go back to it."""
+    return await _receive(request, st, kind="zendesk", public_id=integration_id)
+
+
+@router.post("/jira/{integration_id}", responses={200: DOC, **ERRORS}, summary="Jira issue webhook")
+async def jira_hook(request: Request, integration_id: IntegrationId, st: State = Depends(state)) -> JSONResponse:
+    """`jira:issue_created` is classified on summary + description; labels go back to the issue."""
+    return await _receive(request, st, kind="jira", public_id=integration_id)

@@ -1,0 +1,148 @@
+"""The contract every integration follows.
+
+Outbound: ``build_steps(payload, config, secrets)`` is pure: it returns the HTTP requests that deliver one
+result, each a named ``Step`` with a ``check`` that turns the response into success or a
+Retryable/PermanentDeliveryError. ``send_steps`` sends them through an injected ``httpx.Client``,
+skipping steps an earlier attempt completed, so a retry never posts the same reply twice.
+
+Inbound: ``verify(headers, body, secrets, now_s)`` checks the platform's signature before anything is
+parsed; ``parse(body, config)`` turns a verified event into an ``Inbound``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.utils
+import hmac
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import httpx
+from pydantic import BaseModel
+
+from labelwise.errors import DeliveryError, PermanentDeliveryError, RetryableDeliveryError, UnauthorizedError
+from labelwise.integrations.guard import OutboundRefusedError
+
+RETRYABLE_STATUS = {408, 409, 429}
+
+
+@dataclass(frozen=True)
+class Payload:
+    """What a delivery carries: the job's result view, its text, the delivery id and the target."""
+
+    delivery_id: str
+    result: dict[str, Any]
+    text: str
+    target: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    request: httpx.Request
+    check: Callable[[httpx.Response], None] = field(default=lambda r: check_status(r))
+
+
+@dataclass(frozen=True)
+class Inbound:
+    """A verified inbound event: answer it directly, ignore it, or classify ``text``."""
+
+    event_id: str | None = None
+    text: str | None = None
+    target: dict[str, Any] | None = None
+    answer: dict[str, Any] | None = None  # e.g. Slack's url_verification challenge
+    ignored: str | None = None  # why nothing is classified
+
+
+class Adapter(Protocol):
+    kind: str
+    settings_model: type[BaseModel]
+    secrets_model: type[BaseModel]
+    inbound: bool
+
+    def build_steps(self, payload: Payload, config: BaseModel, secrets: BaseModel) -> list[Step]: ...
+
+    def verify(
+        self, headers: Mapping[str, str], body: bytes, secrets: BaseModel, now_s: float, tolerance_s: int
+    ) -> None: ...
+
+    def parse(self, body: bytes, config: BaseModel) -> Inbound: ...
+
+
+def json_request(method: str, url: str, body: dict[str, Any], auth: httpx.Auth | None = None) -> httpx.Request:
+    """A JSON request with ``auth`` applied (Basic auth needs no round trip, so its first flow step is it)."""
+    request = httpx.Request(method, url, json=body, headers={"Accept": "application/json"})
+    return next(auth.auth_flow(request)) if auth else request
+
+
+def check_status(response: httpx.Response) -> None:
+    """2xx: done. 408/409/429/5xx: retryable (honouring Retry-After). Redirects and other 4xx: permanent."""
+    status = response.status_code
+    if 200 <= status < 300:
+        return
+    detail = f"HTTP {status} from {response.request.url.host}: {response.text[:200]}"
+    if status in RETRYABLE_STATUS or status >= 500:
+        raise RetryableDeliveryError(detail, retry_after_s=retry_after_s(response.headers.get("Retry-After")))
+    if 300 <= status < 400:
+        raise PermanentDeliveryError(f"HTTP {status}: redirects are not followed")
+    raise PermanentDeliveryError(detail)
+
+
+def retry_after_s(value: str | None) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or HTTP-date); None when absent or unreadable."""
+    if not value:
+        return None
+    if value.strip().isdigit():
+        return float(value.strip())
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, (when - dt.datetime.now(dt.UTC)).total_seconds())
+
+
+@dataclass
+class SendOutcome:
+    steps_done: list[str]
+    error: DeliveryError | None = None
+
+
+def send_steps(client: httpx.Client, steps: list[Step], *, steps_done: list[str]) -> SendOutcome:
+    """Send the steps not yet done, in order; stop at the first failure."""
+    done = list(steps_done)
+    for step in steps:
+        if step.name in done:
+            continue
+        try:
+            response = client.send(step.request)
+            step.check(response)
+        except OutboundRefusedError as e:
+            return SendOutcome(done, PermanentDeliveryError(str(e)))
+        except httpx.TimeoutException as e:
+            return SendOutcome(done, RetryableDeliveryError(f"{step.name}: timed out ({type(e).__name__})"))
+        except httpx.TransportError as e:
+            return SendOutcome(done, RetryableDeliveryError(f"{step.name}: {type(e).__name__}: {e}"))
+        except DeliveryError as e:
+            e.message = f"{step.name}: {e.message}"
+            return SendOutcome(done, e)
+        done.append(step.name)
+    return SendOutcome(done)
+
+
+def check_hmac(expected: bytes, given: str) -> None:
+    """Constant-time comparison; raises UnauthorizedError on mismatch."""
+    if not hmac.compare_digest(expected, given.encode()):
+        raise UnauthorizedError("signature does not match")
+
+
+def check_fresh(timestamp_s: float, now_s: float, tolerance_s: int) -> None:
+    if abs(now_s - timestamp_s) > tolerance_s:
+        raise UnauthorizedError(f"timestamp outside the {tolerance_s} s window")
+
+
+def header(headers: Mapping[str, str], name: str) -> str:
+    value = headers.get(name) or headers.get(name.lower())
+    if not value:
+        raise UnauthorizedError(f"missing {name} header")
+    return value

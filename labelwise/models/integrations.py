@@ -1,0 +1,121 @@
+"""Integrations, their deliveries and the inbound event ids already seen."""
+
+from __future__ import annotations
+
+import secrets as _secrets
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from labelwise.errors import NotFoundError
+from labelwise.models.tables import Delivery, InboundEvent, Integration, utcnow
+
+
+def find_integration(session: Session, *, tenant_id: int, name: str) -> Integration | None:
+    return session.scalar(select(Integration).where(Integration.tenant_id == tenant_id, Integration.name == name))
+
+
+def get_integration(session: Session, *, tenant_id: int, name: str) -> Integration:
+    row = find_integration(session, tenant_id=tenant_id, name=name)
+    if row is None:
+        raise NotFoundError(f"unknown integration {name!r}")
+    return row
+
+
+def by_public_id(session: Session, public_id: str) -> Integration | None:
+    return session.scalar(select(Integration).where(Integration.public_id == public_id))
+
+
+def of_kind(session: Session, kind: str) -> list[Integration]:
+    return list(session.scalars(select(Integration).where(Integration.kind == kind).order_by(Integration.id)))
+
+
+def list_integrations(session: Session, *, tenant_id: int) -> list[Integration]:
+    return list(
+        session.scalars(select(Integration).where(Integration.tenant_id == tenant_id).order_by(Integration.name))
+    )
+
+
+def upsert_integration(session: Session, *, tenant_id: int, name: str, **fields: Any) -> tuple[Integration, bool]:
+    """Create or update; returns ``(row, created)``."""
+    row = find_integration(session, tenant_id=tenant_id, name=name)
+    created = row is None
+    if row is None:
+        row = Integration(tenant_id=tenant_id, name=name, public_id="int_" + _secrets.token_urlsafe(16))
+        session.add(row)
+    for key, value in fields.items():
+        setattr(row, key, value)
+    row.updated_at = utcnow()
+    session.flush()
+    return row, created
+
+
+def delete_integration(session: Session, *, tenant_id: int, name: str) -> None:
+    session.delete(get_integration(session, tenant_id=tenant_id, name=name))
+
+
+def subscribers(session: Session, *, tenant_id: int, label_set: str) -> list[Integration]:
+    """Webhook integrations subscribed to every result of ``label_set``."""
+    rows = session.scalars(select(Integration).where(Integration.tenant_id == tenant_id, Integration.kind == "webhook"))
+    return [r for r in rows if label_set in (r.config.get("subscribe") or [])]
+
+
+def add_delivery(
+    session: Session, *, tenant_id: int, job_id: str, integration_id: int, target: dict[str, Any] | None
+) -> Delivery | None:
+    """A pending delivery, or None when this job already has one for this integration."""
+    existing = session.scalar(
+        select(Delivery).where(Delivery.job_id == job_id, Delivery.integration_id == integration_id)
+    )
+    if existing is not None:
+        return None
+    row = Delivery(
+        id="dlv_" + _secrets.token_hex(12),
+        tenant_id=tenant_id,
+        job_id=job_id,
+        integration_id=integration_id,
+        target=target,
+        steps_done=[],
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+def get_delivery(session: Session, delivery_id: str, *, tenant_id: int | None = None) -> Delivery:
+    row = session.get(Delivery, delivery_id)
+    if row is None or (tenant_id is not None and row.tenant_id != tenant_id):
+        raise NotFoundError(f"unknown delivery {delivery_id!r}")
+    return row
+
+
+def deliveries_of_job(session: Session, job_id: str) -> list[Delivery]:
+    return list(session.scalars(select(Delivery).where(Delivery.job_id == job_id).order_by(Delivery.created_at)))
+
+
+def list_deliveries(
+    session: Session, *, tenant_id: int | None = None, status: str | None = None, limit: int = 100
+) -> list[Delivery]:
+    query = select(Delivery).order_by(Delivery.created_at.desc()).limit(limit)
+    if tenant_id is not None:
+        query = query.where(Delivery.tenant_id == tenant_id)
+    if status:
+        query = query.where(Delivery.status == status)
+    return list(session.scalars(query))
+
+
+def remember_event(session: Session, *, integration_id: int, event_id: str) -> InboundEvent:
+    """Record an inbound event id (flushes: a repeat raises IntegrityError here)."""
+    row = InboundEvent(integration_id=integration_id, event_id=event_id)
+    session.add(row)
+    session.flush()
+    return row
+
+
+def forget_event(session: Session, *, integration_id: int, event_id: str) -> None:
+    row = session.scalar(
+        select(InboundEvent).where(InboundEvent.integration_id == integration_id, InboundEvent.event_id == event_id)
+    )
+    if row is not None:
+        session.delete(row)

@@ -1,0 +1,44 @@
+"""Use cases. Routes, tasks and CLI commands call these; these call models/, classify/ and integrations/.
+
+Functions that take a ``Session`` never commit: the caller owns the transaction. Functions handed a
+session factory own their (short) transactions.
+"""
+
+from labelwise.pipeline.classifying import (  # noqa: F401 - the public surface
+    Classified,
+    classify_message,
+    classify_now,
+    decode_cursor,
+    encode_cursor,
+    fail_job,
+    get_job,
+    list_jobs,
+    new_job_id,
+    submit_and_enqueue,
+    submit_job,
+    wait_for_job,
+)
+from labelwise.pipeline.common import (  # noqa: F401 - the public surface
+    database_errors,
+    readiness,
+)
+from labelwise.pipeline.integrating import (  # noqa: F401 - the public surface
+    apply_integration,
+    delete_integration,
+    deliver,
+    get_integration,
+    list_deliveries,
+    list_integrations,
+    replay_deliveries,
+)
+from labelwise.pipeline.labelling import (  # noqa: F401 - the public surface
+    apply_label_set,
+    delete_label_set,
+    label_set_summaries,
+    label_set_version,
+    label_set_versions,
+    rollback_label_set,
+    version_view,
+)
+from labelwise.pipeline.receiving import receive_event  # noqa: F401 - the public surface
+from labelwise.pipeline.views import job_view, to_result  # noqa: F401 - the public surface

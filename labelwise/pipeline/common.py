@@ -1,0 +1,48 @@
+"""Shared helpers of the use cases."""
+
+from __future__ import annotations
+
+import contextlib
+import random
+from collections.abc import Iterator
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from labelwise.errors import DatabaseUnavailableError
+
+
+@contextlib.contextmanager
+def database_errors() -> Iterator[None]:
+    """Turn a lost or locked database into DatabaseUnavailableError (retryable)."""
+    try:
+        yield
+    except (OperationalError, InterfaceError) as e:
+        raise DatabaseUnavailableError(f"database unavailable: {e.orig or e}") from e
+
+
+def readiness(sessions: sessionmaker[Session], celery: Any) -> dict[str, str]:
+    """``{"database": "ok" | reason, "broker": "ok" | reason}``."""
+    checks = {}
+    try:
+        with sessions() as session:
+            session.execute(text("SELECT 1"))
+        checks["database"] = "ok"
+    except Exception as e:  # any failure means not ready; the reason is reported, not raised
+        checks["database"] = f"unavailable: {type(e).__name__}"
+    try:
+        with celery.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, timeout=2)
+        checks["broker"] = "ok"
+    except Exception as e:
+        checks["broker"] = f"unavailable: {type(e).__name__}"
+    return checks
+
+
+def backoff_s(attempt: int, *, base_s: float, cap_s: float, at_least_s: float | None = None) -> float:
+    """Delay before retry ``attempt`` (1-based): ``min(cap, base * 2**(attempt-1))`` with jitter in
+    [0.5, 1], and never less than ``at_least_s`` (a peer's Retry-After)."""
+    delay = min(cap_s, base_s * 2.0 ** (attempt - 1)) * random.uniform(0.5, 1.0)
+    return max(delay, at_least_s or 0.0)
