@@ -412,6 +412,25 @@ def jobs_show(
     emit(view, as_json=as_json, human=format_result(view))
 
 
+@jobs_app.command("feedback")
+def jobs_feedback(
+    ctx: typer.Context,
+    job_id: str = typer.Argument(..., help="Job id."),
+    label: str = typer.Option(..., "--label", help="The right label."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Say which label was right: the job's text becomes an example of it in the label set's next version."""
+    try:
+        with get_ctx(ctx).sessions.begin() as s:
+            job = jobs_q.get_job(s, job_id)
+            if job.tenant_id is None:
+                raise NotFoundError(f"job {job_id!r} has no known tenant")
+            out = pipeline.record_feedback(s, tenant_id=job.tenant_id, job_id=job_id, label=label)
+    except LabelwiseError as e:
+        fail(e, as_json=as_json)
+    emit(out, as_json=as_json, human=f"label set {out['label_set']} is now version {out['label_set_version']}")
+
+
 def _find_job(s: Session, job_id: str | None, key: str | None, tenant: str | None) -> Any:
     from labelwise.errors import InvalidInputError
 

@@ -75,6 +75,7 @@ def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     home = tmp_path_factory.mktemp(f"stack-{request.param}")
     with make_stack(request.param, home=home, queue=f"lw-test-{uuid.uuid4().hex[:8]}") as s:
         s.start_worker()
+        s.warm_up()
         yield s
 
 

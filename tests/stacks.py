@@ -111,6 +111,14 @@ class Stack:
         self.workers.append(proc)
         return proc
 
+    def warm_up(self, *, timeout_s: float = 180) -> None:
+        """Wait until a worker has loaded the model (a cold start takes seconds, more on a busy machine)."""
+        tenant = f"warmup{uuid.uuid4().hex[:6]}"
+        self.cli("tenant", "create", tenant)
+        self.cli("labels", "apply", str(Path(__file__).parent / "data" / "tiny.yaml"), "--tenant", tenant)
+        job = self.wait_job(self.send({"tenant": tenant, "label_set": "tiny", "text": "warm up"}), timeout_s=timeout_s)
+        assert job["status"] == "done", job
+
     def stop_workers(self) -> None:
         for proc in self.workers:
             if proc.poll() is None:

@@ -59,6 +59,7 @@ class JobOut(BaseModel):
     metadata: dict[str, Any] | None
     created_at: dt.datetime | None
     finished_at: dt.datetime | None
+    feedback: str | None = Field(None, description="The label a user said is right (POST .../feedback).")
 
 
 class JobPage(BaseModel):
@@ -173,3 +174,19 @@ class IntegrationOut(BaseModel):
 
 class HookAnswer(BaseModel):
     model_config = ConfigDict(extra="allow")
+
+
+class FeedbackIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"label": "refund"}]})
+
+    label: Annotated[str, StringConstraints(min_length=1, max_length=100)] = Field(
+        description="The right label; it must be in the label set's current version."
+    )
+
+
+class FeedbackOut(BaseModel):
+    job_id: str
+    label: str
+    label_set: str
+    label_set_version: int = Field(description="The version that now has the job's text as an example.")
+    new_version: bool = Field(description="False when the same correction was already there.")

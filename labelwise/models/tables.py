@@ -119,6 +119,8 @@ class Job(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
     started_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    feedback_label: Mapped[str | None] = mapped_column(String(100))
+    feedback_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
 
 
 class Integration(Base):

@@ -40,5 +40,6 @@ from labelwise.pipeline.labelling import (  # noqa: F401 - the public surface
     rollback_label_set,
     version_view,
 )
+from labelwise.pipeline.learning import record_feedback  # noqa: F401 - the public surface
 from labelwise.pipeline.receiving import receive_event  # noqa: F401 - the public surface
 from labelwise.pipeline.views import job_view, to_result  # noqa: F401 - the public surface

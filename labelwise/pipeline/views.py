@@ -26,6 +26,7 @@ def job_view(job: Job) -> dict[str, Any]:
         "metadata": job.metadata_,
         "created_at": job.created_at.isoformat() if job.created_at else None,
         "finished_at": job.finished_at.isoformat() if job.finished_at else None,
+        "feedback": job.feedback_label,
     }
 
 

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Response
 from labelwise import pipeline
 from labelwise.api.deps import Caller, State, caller, state
 from labelwise.api.errors import responses
-from labelwise.api.schemas import JobIn, JobOut, JobPage
+from labelwise.api.schemas import FeedbackIn, FeedbackOut, JobIn, JobOut, JobPage
 from labelwise.messages import ClassifyMessage, parse_message
 from labelwise.worker.app import enqueue_job
 
@@ -74,6 +74,21 @@ def read_job(job_id: JobId, st: State = Depends(state), who: Caller = Depends(ca
     """The job in the result shape, whatever its status."""
     with st.sessions() as session:
         return pipeline.get_job(session, tenant_id=who.tenant_id, job_id=job_id)
+
+
+@router.post(
+    "/jobs/{job_id}/feedback",
+    response_model=FeedbackOut,
+    responses=responses(401, 404, 409, 413, 422, 429),
+    summary="Say which label was right",
+)
+def feedback(
+    job_id: JobId, body: FeedbackIn, st: State = Depends(state), who: Caller = Depends(caller)
+) -> dict[str, Any]:
+    """Stores the correction and adds the job's text to that label's examples in a new version of the label
+    set, which the next message uses. 409 unless the job is done; 422 for a label not in the set."""
+    with st.sessions.begin() as session:
+        return pipeline.record_feedback(session, tenant_id=who.tenant_id, job_id=job_id, label=body.label)
 
 
 @router.get("/jobs", response_model=JobPage, responses=responses(401, 422, 429), summary="List jobs")

@@ -1,0 +1,47 @@
+"""Corrections: a user's label for a job becomes an example of that label in the label set's next version."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from labelwise.errors import ConflictError, InvalidInputError
+from labelwise.labelset import MAX_EXAMPLE_CHARS, MAX_EXAMPLES, LabelSetDocument
+from labelwise.models import jobs, labelsets
+from labelwise.models.tables import utcnow
+
+
+def record_feedback(session: Session, *, tenant_id: int, job_id: str, label: str) -> dict[str, Any]:
+    """Store the correct label of a done job and add its text to that label's examples (a new version).
+
+    The same correction again changes nothing. Raises NotFoundError (job or label set), ConflictError (job
+    not done) and InvalidInputError (label not in the label set's current version).
+    """
+    job = jobs.get_job(session, job_id, tenant_id=tenant_id)
+    if job.status != "done":
+        raise ConflictError(f"job {job_id!r} is {job.status}; only done jobs take feedback")
+    current = labelsets.current_version(session, tenant_id=tenant_id, name=job.label_set_name)
+    doc = LabelSetDocument.model_validate(current.document)
+    if label not in {x.name for x in doc.labels}:
+        raise InvalidInputError(f"label {label!r} is not in label set {doc.name!r}", field="label")
+    job.feedback_label, job.feedback_at = label, utcnow()
+    version, created = labelsets.apply_document(session, tenant_id=tenant_id, doc=with_example(doc, label, job.text))
+    return {
+        "job_id": job.id,
+        "label": label,
+        "label_set": doc.name,
+        "label_set_version": version.version,
+        "new_version": created,
+    }
+
+
+def with_example(doc: LabelSetDocument, label: str, text: str) -> LabelSetDocument:
+    """``doc`` with ``text`` as the newest example of ``label`` (the oldest dropped past the limit)."""
+    example = " ".join(text.split())[:MAX_EXAMPLE_CHARS]
+    labels = []
+    for item in doc.labels:
+        if item.name == label and example not in item.examples:
+            item = item.model_copy(update={"examples": [*item.examples, example][-MAX_EXAMPLES:]})
+        labels.append(item)
+    return doc.model_copy(update={"labels": labels})
