@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -60,26 +61,58 @@ def db_upgrade(ctx: typer.Context) -> None:
 @app.command()
 def worker(
     ctx: typer.Context,
-    concurrency: int = typer.Option(
-        None, "--concurrency", "-c", help="Worker processes (default LABELWISE_WORKER_CONCURRENCY)."
+    processes: int = typer.Option(
+        None, "--processes", "-p", min=1, help="Worker processes (default LABELWISE_WORKER_PROCESSES)."
+    ),
+    batch_size: int = typer.Option(
+        None, "--batch-size", "-b", min=1, help="Most messages per model call (default LABELWISE_BATCH_SIZE)."
     ),
     loglevel: str = typer.Option(None, "--loglevel", "-l", help="Log level (default LABELWISE_LOG_LEVEL)."),
 ) -> None:
-    """Run a Celery worker that consumes labelwise.classify messages until stopped (Ctrl-C)."""
+    """Run a worker that consumes labelwise.classify and labelwise.deliver messages until stopped (Ctrl-C).
+
+    Each process batches the messages that arrive together into one model call."""
+    settings = get_ctx(ctx).settings
+    updates = {
+        "worker_processes": processes or settings.worker_processes,
+        "batch_size": batch_size or settings.batch_size,
+    }
+    settings = settings.model_copy(update=updates)
+    if settings.worker_processes > 1:
+        raise typer.Exit(_run_processes(settings, loglevel))
     from labelwise.worker.app import create_app
 
-    settings = get_ctx(ctx).settings
-    celery_app = create_app(settings)
     argv = [
         "worker",
         f"--loglevel={loglevel or settings.log_level}",
-        f"--concurrency={concurrency or settings.worker_concurrency}",
         f"--queues={settings.queue}",
         f"--hostname=labelwise-{uuid.uuid4().hex[:6]}@%h",
         "--without-gossip",
         "--without-mingle",
     ]
-    celery_app.worker_main(argv)
+    create_app(settings).worker_main(argv)
+
+
+def _run_processes(settings: Settings, loglevel: str | None) -> int:
+    """N single-process workers side by side, each with its share of the cores; stops them together."""
+    threads = settings.torch_threads or max(1, (os.cpu_count() or 1) // settings.worker_processes)
+    env = {
+        **os.environ,
+        "LABELWISE_WORKER_PROCESSES": "1",
+        "LABELWISE_TORCH_THREADS": str(threads),
+        "LABELWISE_BATCH_SIZE": str(settings.batch_size),
+    }
+    args = [sys.executable, "-m", "labelwise", "worker", *([f"--loglevel={loglevel}"] if loglevel else [])]
+    children = [subprocess.Popen(args, env=env, start_new_session=True) for _ in range(settings.worker_processes)]
+
+    def _stop(signum: int, _frame: Any) -> None:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    return max(child.wait() for child in children)
 
 
 HostOpt = typer.Option("127.0.0.1", "--host", help="Address the HTTP API binds to.")

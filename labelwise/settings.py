@@ -38,10 +38,11 @@ class Settings(BaseSettings):
         description="sentence-transformers model: the packaged default, a directory, or a name "
         "already in the local Hugging Face cache.",
     )
-    torch_threads: int = Field(
-        0, ge=0, description="torch intra-op threads per worker process; 0: cores / concurrency."
+    torch_threads: int = Field(0, ge=0, description="torch threads per worker process; 0: cores / processes.")
+    worker_processes: int = Field(
+        1, ge=1, description="Worker processes `labelwise worker` runs (each loads the model)."
     )
-    worker_concurrency: int = Field(1, ge=1, description="Worker processes (each loads the model once).")
+    batch_size: int = Field(32, ge=1, description="Most messages a worker process encodes in one model call.")
     max_text_chars: int = Field(20_000, ge=1, description="Longer texts fail their job with a clear error.")
     top_k: int = Field(5, ge=1, description="How many ranked labels a result lists.")
     label_cache_size: int = Field(64, ge=1, description="Label-set versions whose embeddings a worker keeps in memory.")

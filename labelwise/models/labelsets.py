@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -53,6 +55,30 @@ def current_version(session: Session, *, tenant_id: int, name: str) -> LabelSetV
     if label_set.current_version is None:
         raise NotFoundError(f"label set {name!r} has no version")
     return get_version(session, tenant_id=tenant_id, label_set_id=label_set.id, version=label_set.current_version)
+
+
+def current_version_ref(session: Session, *, tenant_id: int, name: str) -> tuple[int, int]:
+    """``(version row id, version number)`` a new message uses, without loading the document."""
+    row = session.execute(
+        select(LabelSetVersion.id, LabelSetVersion.version)
+        .join(LabelSet, LabelSet.id == LabelSetVersion.label_set_id)
+        .where(
+            LabelSet.tenant_id == tenant_id,
+            LabelSet.name == name,
+            LabelSet.deleted_at.is_(None),
+            LabelSetVersion.version == LabelSet.current_version,
+        )
+    ).first()
+    if row is None:
+        raise NotFoundError(f"unknown label set {name!r}")
+    return row[0], row[1]
+
+
+def version_document(session: Session, version_id: int) -> dict[str, Any]:
+    document = session.scalar(select(LabelSetVersion.document).where(LabelSetVersion.id == version_id))
+    if document is None:
+        raise NotFoundError(f"no label-set version {version_id}")
+    return document
 
 
 def list_versions(session: Session, *, tenant_id: int, label_set_id: int) -> list[LabelSetVersion]:

@@ -5,12 +5,9 @@ session factory own their (short) transactions.
 """
 
 from labelwise.pipeline.classifying import (  # noqa: F401 - the public surface
-    Classified,
-    classify_message,
     classify_now,
     decode_cursor,
     encode_cursor,
-    fail_job,
     get_job,
     list_jobs,
     new_job_id,
@@ -43,3 +40,4 @@ from labelwise.pipeline.labelling import (  # noqa: F401 - the public surface
 from labelwise.pipeline.learning import record_feedback  # noqa: F401 - the public surface
 from labelwise.pipeline.receiving import receive_event  # noqa: F401 - the public surface
 from labelwise.pipeline.views import job_view, to_result  # noqa: F401 - the public surface
+from labelwise.pipeline.working import Classified, Message, classify_batch, classify_message, fail_job  # noqa: F401

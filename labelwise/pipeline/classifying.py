@@ -9,20 +9,17 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from labelwise.classify.classifier import Classifier
-from labelwise.errors import BrokerUnavailableError, ConflictError, InvalidInputError, NotFoundError
+from labelwise.errors import BrokerUnavailableError, ConflictError, InvalidInputError
 from labelwise.labelset import LabelSetDocument
-from labelwise.messages import ClassifyMessage, parse_message, sanitize
+from labelwise.messages import ClassifyMessage
 from labelwise.models import integrations, jobs, labelsets, tenants
 from labelwise.models.tables import Job
 from labelwise.pipeline.common import database_errors
-from labelwise.pipeline.integrating import pending_deliveries, plan_deliveries
 from labelwise.pipeline.views import job_view, to_result
 
 log = logging.getLogger(__name__)
@@ -76,10 +73,10 @@ def submit_job(session: Session, msg: ClassifyMessage, *, job_id: str) -> tuple[
     if msg.idempotency_key:
         existing = jobs.find_by_key(session, tenant_id=tenant.id, key=msg.idempotency_key)
         if existing is not None:
-            if _job_fields(msg) != {k: getattr(existing, k) for k in _job_fields(msg)}:
+            if job_fields(msg) != {k: getattr(existing, k) for k in job_fields(msg)}:
                 raise ConflictError(f"idempotency key {msg.idempotency_key!r} was used for another message")
             return existing, False
-    job = jobs.add_job(session, id=job_id, tenant_id=tenant.id, **_job_fields(msg))
+    job = jobs.add_job(session, id=job_id, tenant_id=tenant.id, **job_fields(msg))
     return job, True
 
 
@@ -121,7 +118,7 @@ def wait_for_job(
         time.sleep(poll_s)
 
 
-def _job_fields(msg: ClassifyMessage) -> dict[str, Any]:
+def job_fields(msg: ClassifyMessage) -> dict[str, Any]:
     return {
         "tenant_name": msg.tenant,
         "label_set_name": msg.label_set,
@@ -130,127 +127,6 @@ def _job_fields(msg: ClassifyMessage) -> dict[str, Any]:
         "metadata_": msg.metadata,
         "reply_to": msg.reply_to.model_dump() if msg.reply_to else None,
     }
-
-
-def classify_message(
-    sessions: sessionmaker[Session],
-    classifier: Classifier,
-    *,
-    task_id: str,
-    kwargs: Any,
-    args: tuple[Any, ...] = (),
-    max_text_chars: int,
-) -> Classified:
-    """The worker's use case for one ``labelwise.classify`` message.
-
-    Returns the job's result view and the deliveries to enqueue (after this commit). Bad input ends as
-    a ``failed`` job. A job that is already finished (a redelivered message, or a repeated idempotency
-    key) is returned as it is, never classified twice; its still-pending deliveries come back too, so a
-    worker that died between commit and enqueue loses none.
-    Raises DatabaseUnavailableError (retryable) when the database cannot be reached.
-    """
-    with database_errors(), sessions.begin() as session:
-        claimed = _claim(session, task_id=task_id, kwargs=kwargs, args=args, max_text_chars=max_text_chars)
-        if isinstance(claimed, Job):
-            return Classified(job_view(claimed), pending_deliveries(session, claimed.id))
-        job_id, text, version_id, version, doc = claimed
-    scored = classifier.classify(version_id, doc, [text])[0]
-    with database_errors(), sessions.begin() as session:
-        job = jobs.get_job(session, job_id)
-        jobs.mark_done(job, result=to_result(scored, version=version, model=classifier.model_id), version_id=version_id)
-        return Classified(job_view(job), plan_deliveries(session, job))
-
-
-@dataclass(frozen=True)
-class Classified:
-    view: dict[str, Any]
-    deliveries: list[str]
-
-
-def _claim(
-    session: Session, *, task_id: str, kwargs: Any, args: tuple[Any, ...], max_text_chars: int
-) -> Job | tuple[str, str, int, int, LabelSetDocument]:
-    """Find or create the job and mark it running; a finished or failed job comes back as a Job."""
-    try:
-        msg = parse_message(kwargs, max_text_chars=max_text_chars, args=args)
-    except InvalidInputError as e:
-        return _fail_unparsed(session, task_id=task_id, kwargs=kwargs, error=e.message)
-    job = _find_or_create(session, task_id=task_id, msg=msg)
-    if job.status in ("done", "failed"):
-        return job
-    if job.tenant_id is None:
-        jobs.mark_failed(job, error=f"unknown tenant {msg.tenant!r}")
-        return job
-    try:
-        version = labelsets.current_version(session, tenant_id=job.tenant_id, name=msg.label_set)
-    except NotFoundError as e:
-        jobs.mark_failed(job, error=e.message)
-        return job
-    jobs.mark_running(job)
-    doc = LabelSetDocument.model_validate(version.document)
-    return job.id, msg.text, version.id, version.version, doc
-
-
-def _find_or_create(session: Session, *, task_id: str, msg: ClassifyMessage) -> Job:
-    job = jobs.find_job(session, task_id)
-    if job is not None:
-        return job
-    tenant = tenants.find_tenant(session, msg.tenant)
-    tenant_id = tenant.id if tenant else None
-    if tenant_id is not None and msg.idempotency_key:
-        existing = jobs.find_by_key(session, tenant_id=tenant_id, key=msg.idempotency_key)
-        if existing is not None:
-            log.info("message %s repeats idempotency key of job %s", task_id, existing.id)
-            return existing
-    try:
-        with session.begin_nested():
-            return jobs.add_job(session, id=task_id, tenant_id=tenant_id, **_job_fields(msg))
-    except IntegrityError:
-        # Another worker inserted the same job or key between our read and our insert.
-        again = jobs.find_job(session, task_id)
-        if again is None and tenant_id is not None and msg.idempotency_key:
-            again = jobs.find_by_key(session, tenant_id=tenant_id, key=msg.idempotency_key)
-        if again is None:
-            raise
-        return again
-
-
-def _fail_unparsed(session: Session, *, task_id: str, kwargs: Any, error: str) -> Job:
-    """Record a message that failed validation as a failed job, keeping what it carried."""
-    job = jobs.find_job(session, task_id)
-    if job is not None:
-        if job.status != "done":
-            jobs.mark_failed(job, error=error)
-        return job
-    data = kwargs if isinstance(kwargs, dict) else {"text": repr(kwargs)}
-    tenant_name = _as_text(data.get("tenant"), limit=200)
-    tenant = tenants.find_tenant(session, tenant_name) if isinstance(data.get("tenant"), str) else None
-    job = jobs.add_job(
-        session,
-        id=task_id,
-        tenant_id=tenant.id if tenant else None,
-        tenant_name=tenant_name,
-        label_set_name=_as_text(data.get("label_set"), limit=200),
-        idempotency_key=None,
-        text=_as_text(data.get("text"), limit=20_000),
-        metadata_=sanitize(data.get("metadata")) if isinstance(data.get("metadata"), dict) else None,
-        reply_to=None,
-    )
-    jobs.mark_failed(job, error=error)
-    return job
-
-
-def _as_text(value: Any, *, limit: int) -> str:
-    text = value if isinstance(value, str) else ("" if value is None else repr(value))
-    return str(sanitize(text, max_chars=limit))
-
-
-def fail_job(sessions: sessionmaker[Session], *, job_id: str, error: str) -> None:
-    """Mark a job failed after an unexpected error, if it exists and is not done."""
-    with sessions.begin() as session:
-        job = jobs.find_job(session, job_id)
-        if job is not None and job.status != "done":
-            jobs.mark_failed(job, error=error)
 
 
 def classify_now(session: Session, classifier: Classifier, *, tenant: str, label_set: str, text: str) -> dict[str, Any]:

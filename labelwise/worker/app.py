@@ -35,7 +35,9 @@ def create_app(settings: Settings) -> Celery:
         broker_connection_retry_on_startup=True,
         broker_transport_options=transport_options,
         worker_hijack_root_logger=True,
-        worker_concurrency=settings.worker_concurrency,
+        # Celery's thread pool feeds the batcher: up to two batches of messages in flight per process.
+        worker_pool="threads",
+        worker_concurrency=2 * settings.batch_size,
     )
     from labelwise.worker import tasks
 

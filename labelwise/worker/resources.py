@@ -15,7 +15,9 @@ from labelwise.classify.sentence import SentenceTransformerEncoder
 from labelwise.crypto import SecretBox, secret_box
 from labelwise.integrations.guard import make_client
 from labelwise.models.db import make_engine, make_session_factory
+from labelwise.pipeline.working import Classified, Message, classify_batch
 from labelwise.settings import Settings
+from labelwise.worker.batching import Batcher
 
 
 @dataclass
@@ -25,20 +27,28 @@ class Resources:
     classifier: Classifier
     box: SecretBox
     http: httpx.Client
+    batcher: Batcher[Message, Classified]
 
 
 def build_classifier(settings: Settings) -> Classifier:
-    threads = settings.torch_threads or max(1, (os.cpu_count() or 1) // settings.worker_concurrency)
+    threads = settings.torch_threads or max(1, (os.cpu_count() or 1) // settings.worker_processes)
     encoder = SentenceTransformerEncoder(settings.model, threads=threads)
     return Classifier(encoder=encoder, top_k=settings.top_k, cache=LabelCache(settings.label_cache_size))
 
 
 def build_resources(settings: Settings) -> Resources:
     engine = make_engine(settings.resolved_database_url())
+    sessions = make_session_factory(engine)
+    classifier = build_classifier(settings)
+    batcher: Batcher[Message, Classified] = Batcher(
+        lambda messages: classify_batch(sessions, classifier, messages, max_text_chars=settings.max_text_chars),
+        max_batch=settings.batch_size,
+    )
     return Resources(
         engine=engine,
-        sessions=make_session_factory(engine),
-        classifier=build_classifier(settings),
+        sessions=sessions,
+        classifier=classifier,
+        batcher=batcher,
         box=secret_box(settings),
         http=make_client(allow=settings.outbound_allow, timeout_s=settings.outbound_timeout_s),
     )

@@ -7,7 +7,7 @@ import threading
 from typing import Any
 
 from celery import Celery, Task
-from celery.signals import worker_process_init
+from celery.signals import worker_init
 
 from labelwise import pipeline
 from labelwise.errors import RetryableError
@@ -39,14 +39,7 @@ def register(app: Celery, settings: Settings) -> None:
         res = resources(settings)
         task_id = self.request.id
         try:
-            done = pipeline.classify_message(
-                res.sessions,
-                res.classifier,
-                task_id=task_id,
-                kwargs=kwargs,
-                args=args,
-                max_text_chars=settings.max_text_chars,
-            )
+            done = res.batcher.submit(pipeline.Message(task_id, kwargs, args))
         except RetryableError as e:
             raise _retry(self, e, cap_s=settings.db_retry_backoff_max_s) from e
         except Exception as e:
@@ -82,13 +75,9 @@ def register(app: Celery, settings: Settings) -> None:
         if status == "retrying":
             raise self.retry(countdown=wait_s)
 
-    @worker_process_init.connect(weak=False)
-    def _init_child(**_: Any) -> None:
-        # A forked child must not reuse the parent's connections; the model loads in the
-        # background so the first message does not pay for it and init stays under Celery's 4 s.
-        global _resources
-        if _resources is not None:
-            _resources.engine.dispose(close=False)
+    @worker_init.connect(weak=False)
+    def _warm_up(**_: Any) -> None:
+        # Load the model in the background, so the first message does not pay for it.
         res = resources(settings)
         threading.Thread(target=res.classifier.encoder.encode, args=(["warm-up"],), daemon=True).start()
 

@@ -1,0 +1,216 @@
+"""The worker's use case: a batch of labelwise.classify messages in, stored results and deliveries out.
+
+Messages that arrive together are claimed in one transaction, encoded in one model call (across
+tenants and label sets), scored per label set, and stored in one transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from labelwise.classify.classifier import Classifier
+from labelwise.classify.scoring import Scored, score
+from labelwise.errors import InvalidInputError, NotFoundError
+from labelwise.labelset import LabelSetDocument
+from labelwise.messages import ClassifyMessage, parse_message, sanitize
+from labelwise.models import jobs, labelsets, tenants
+from labelwise.models.tables import Job
+from labelwise.pipeline.classifying import job_fields
+from labelwise.pipeline.common import database_errors
+from labelwise.pipeline.integrating import pending_deliveries, plan_deliveries
+from labelwise.pipeline.views import job_view, to_result
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Message:
+    """One ``labelwise.classify`` message as Celery hands it over."""
+
+    task_id: str
+    kwargs: Any
+    args: tuple[Any, ...] = ()
+
+
+@dataclass(frozen=True)
+class Classified:
+    view: dict[str, Any]
+    deliveries: list[str]
+
+
+@dataclass(frozen=True)
+class _Claimed:
+    """A job to classify, with the label-set version it uses."""
+
+    job_id: str
+    text: str
+    version_id: int
+    version: int
+
+
+def classify_batch(
+    sessions: sessionmaker[Session], classifier: Classifier, messages: list[Message], *, max_text_chars: int
+) -> list[Classified]:
+    """Classify a batch; one Classified per message, in order, with the deliveries to enqueue after commit.
+
+    Bad input ends as a ``failed`` job. A job that is already finished (a redelivered message, or a
+    repeated idempotency key) comes back as it is, never classified twice, with its still-pending
+    deliveries, so a worker that died between commit and enqueue loses none.
+    Raises DatabaseUnavailableError (retryable) when the database cannot be reached.
+    """
+    results: list[Classified | None] = [None] * len(messages)
+    todo: dict[int, _Claimed] = {}
+    first_of: dict[str, int] = {}
+    job_ids: list[str] = []
+    with database_errors(), sessions.begin() as session:
+        for i, message in enumerate(messages):
+            claimed = _claim(session, message, max_text_chars=max_text_chars)
+            job_ids.append(claimed.id if isinstance(claimed, Job) else claimed.job_id)
+            if job_ids[i] in first_of:  # the same job twice in one batch: classify it once
+                continue
+            first_of[job_ids[i]] = i
+            if isinstance(claimed, Job):
+                results[i] = Classified(job_view(claimed), pending_deliveries(session, claimed.id))
+            else:
+                todo[i] = claimed
+        docs = _documents(session, {c.version_id for c in todo.values()})
+    scored = _score(classifier, list(todo.values()), docs)
+    with database_errors(), sessions.begin() as session:
+        for (i, claimed), outcome in zip(todo.items(), scored, strict=True):
+            job = jobs.get_job(session, claimed.job_id)
+            result = to_result(outcome, version=claimed.version, model=classifier.model_id)
+            jobs.mark_done(job, result=result, version_id=claimed.version_id)
+            results[i] = Classified(job_view(job), plan_deliveries(session, job))
+    return [_own_or_first(results, i, first_of[job_id]) for i, job_id in enumerate(job_ids)]
+
+
+def _own_or_first(results: list[Classified | None], i: int, first: int) -> Classified:
+    """A repeat within the batch shares its first occurrence's view (its deliveries are enqueued once)."""
+    own = results[i]
+    if own is not None:
+        return own
+    shared = results[first]
+    assert shared is not None
+    return Classified(shared.view, [])
+
+
+def classify_message(
+    sessions: sessionmaker[Session],
+    classifier: Classifier,
+    *,
+    task_id: str,
+    kwargs: Any,
+    args: tuple[Any, ...] = (),
+    max_text_chars: int,
+) -> Classified:
+    """One message: a batch of one."""
+    return classify_batch(sessions, classifier, [Message(task_id, kwargs, args)], max_text_chars=max_text_chars)[0]
+
+
+def _claim(session: Session, message: Message, *, max_text_chars: int) -> Job | _Claimed:
+    """Find or create the job and mark it running; a finished or failed job comes back as a Job."""
+    try:
+        msg = parse_message(message.kwargs, max_text_chars=max_text_chars, args=message.args)
+    except InvalidInputError as e:
+        return _fail_unparsed(session, task_id=message.task_id, kwargs=message.kwargs, error=e.message)
+    job = _find_or_create(session, task_id=message.task_id, msg=msg)
+    if job.status in ("done", "failed"):
+        return job
+    if job.tenant_id is None:
+        jobs.mark_failed(job, error=f"unknown tenant {msg.tenant!r}")
+        return job
+    try:
+        version_id, version = labelsets.current_version_ref(session, tenant_id=job.tenant_id, name=msg.label_set)
+    except NotFoundError as e:
+        jobs.mark_failed(job, error=e.message)
+        return job
+    jobs.mark_running(job)
+    return _Claimed(job.id, msg.text, version_id, version)
+
+
+def _documents(session: Session, version_ids: set[int]) -> dict[int, LabelSetDocument]:
+    return {v: LabelSetDocument.model_validate(labelsets.version_document(session, v)) for v in version_ids}
+
+
+def _score(classifier: Classifier, todo: list[_Claimed], docs: dict[int, LabelSetDocument]) -> list[Scored]:
+    """Encode every text in one call, then score each against its own label set."""
+    if not todo:
+        return []
+    vectors = classifier.encoder.encode([c.text for c in todo])
+    rows_of: dict[int, list[int]] = defaultdict(list)
+    for row, claimed in enumerate(todo):
+        rows_of[claimed.version_id].append(row)
+    out: list[Scored | None] = [None] * len(todo)
+    for version_id, rows in rows_of.items():
+        index = classifier.cache.get_or_build(version_id, docs[version_id], classifier.encoder)
+        for row, outcome in zip(rows, score(index, vectors[rows], top_k=classifier.top_k), strict=True):
+            out[row] = outcome
+    return [x for x in out if x is not None]
+
+
+def _find_or_create(session: Session, *, task_id: str, msg: ClassifyMessage) -> Job:
+    job = jobs.find_job(session, task_id)
+    if job is not None:
+        return job
+    tenant = tenants.find_tenant(session, msg.tenant)
+    tenant_id = tenant.id if tenant else None
+    if tenant_id is not None and msg.idempotency_key:
+        existing = jobs.find_by_key(session, tenant_id=tenant_id, key=msg.idempotency_key)
+        if existing is not None:
+            log.info("message %s repeats idempotency key of job %s", task_id, existing.id)
+            return existing
+    try:
+        with session.begin_nested():
+            return jobs.add_job(session, id=task_id, tenant_id=tenant_id, **job_fields(msg))
+    except IntegrityError:
+        # Another worker inserted the same job or key between our read and our insert.
+        again = jobs.find_job(session, task_id)
+        if again is None and tenant_id is not None and msg.idempotency_key:
+            again = jobs.find_by_key(session, tenant_id=tenant_id, key=msg.idempotency_key)
+        if again is None:
+            raise
+        return again
+
+
+def _fail_unparsed(session: Session, *, task_id: str, kwargs: Any, error: str) -> Job:
+    """Record a message that failed validation as a failed job, keeping what it carried."""
+    job = jobs.find_job(session, task_id)
+    if job is not None:
+        if job.status != "done":
+            jobs.mark_failed(job, error=error)
+        return job
+    data = kwargs if isinstance(kwargs, dict) else {"text": repr(kwargs)}
+    tenant_name = _as_text(data.get("tenant"), limit=200)
+    tenant = tenants.find_tenant(session, tenant_name) if isinstance(data.get("tenant"), str) else None
+    job = jobs.add_job(
+        session,
+        id=task_id,
+        tenant_id=tenant.id if tenant else None,
+        tenant_name=tenant_name,
+        label_set_name=_as_text(data.get("label_set"), limit=200),
+        idempotency_key=None,
+        text=_as_text(data.get("text"), limit=20_000),
+        metadata_=sanitize(data.get("metadata")) if isinstance(data.get("metadata"), dict) else None,
+        reply_to=None,
+    )
+    jobs.mark_failed(job, error=error)
+    return job
+
+
+def _as_text(value: Any, *, limit: int) -> str:
+    text = value if isinstance(value, str) else ("" if value is None else repr(value))
+    return str(sanitize(text, max_chars=limit))
+
+
+def fail_job(sessions: sessionmaker[Session], *, job_id: str, error: str) -> None:
+    """Mark a job failed after an unexpected error, if it exists and is not done."""
+    with sessions.begin() as session:
+        job = jobs.find_job(session, job_id)
+        if job is not None and job.status != "done":
+            jobs.mark_failed(job, error=error)
