@@ -28,6 +28,12 @@ class Settings(BaseSettings):
         description="Celery broker URL; default kombu's SQL transport on a SQLite file under HOME. "
         "redis://host:6379/0 or amqp://guest:guest@host:5672//.",
     )
+    broker_visibility_timeout_s: int = Field(
+        3600,
+        ge=1,
+        description="Redis only: how long a message taken by a worker that died stays invisible before it is "
+        "redelivered. Keep it above the longest batch.",
+    )
     queue: str = Field(
         "celery",
         description="Queue the worker consumes and producers publish to. 'celery' is what a plain "

@@ -18,6 +18,8 @@ def create_app(settings: Settings) -> Celery:
     """A Celery app with labelwise's reliability settings and tasks registered."""
     broker_url = settings.resolved_broker_url()
     transport_options: dict[str, Any] = {}
+    if broker_url.startswith(("redis://", "rediss://")):
+        transport_options["visibility_timeout"] = settings.broker_visibility_timeout_s
     if broker_url.startswith("sqla+"):
         settings.ensure_home()
         sqlbroker.install()
