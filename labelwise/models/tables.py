@@ -12,6 +12,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     TypeDecorator,
@@ -174,4 +175,16 @@ class InboundEvent(Base):
     integration_id: Mapped[int] = mapped_column(ForeignKey("integrations.id", ondelete="CASCADE"))
     event_id: Mapped[str] = mapped_column(String(200))
     job_id: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class TextEmbedding(Base):
+    """Label texts' embeddings by (model, text hash), so a restarted or new worker does not re-embed them
+    and a new version re-embeds only the texts it changed."""
+
+    __tablename__ = "text_embeddings"
+
+    model_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    text_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    vector: Mapped[bytes] = mapped_column(LargeBinary)  # float32, little-endian
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -14,8 +14,10 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from labelwise.classify.base import Encoder
 from labelwise.classify.classifier import Classifier
 from labelwise.classify.scoring import Scored, score
+from labelwise.classify.stored import StoredEncoder
 from labelwise.errors import InvalidInputError, NotFoundError
 from labelwise.labelset import LabelSetDocument
 from labelwise.messages import ClassifyMessage, parse_message, sanitize
@@ -80,7 +82,7 @@ def classify_batch(
             else:
                 todo[i] = claimed
         docs = _documents(session, {c.version_id for c in todo.values()})
-    scored = _score(classifier, list(todo.values()), docs)
+    scored = _score(classifier, list(todo.values()), docs, label_encoder=StoredEncoder(classifier.encoder, sessions))
     with database_errors(), sessions.begin() as session:
         for (i, claimed), outcome in zip(todo.items(), scored, strict=True):
             job = jobs.get_job(session, claimed.job_id)
@@ -138,8 +140,11 @@ def _documents(session: Session, version_ids: set[int]) -> dict[int, LabelSetDoc
     return {v: LabelSetDocument.model_validate(labelsets.version_document(session, v)) for v in version_ids}
 
 
-def _score(classifier: Classifier, todo: list[_Claimed], docs: dict[int, LabelSetDocument]) -> list[Scored]:
-    """Encode every text in one call, then score each against its own label set."""
+def _score(
+    classifier: Classifier, todo: list[_Claimed], docs: dict[int, LabelSetDocument], *, label_encoder: Encoder
+) -> list[Scored]:
+    """Encode every text in one call, then score each against its own label set (label vectors come from
+    the in-process cache, else from SQL via ``label_encoder``, else from the model)."""
     if not todo:
         return []
     vectors = classifier.encoder.encode([c.text for c in todo])
@@ -148,7 +153,7 @@ def _score(classifier: Classifier, todo: list[_Claimed], docs: dict[int, LabelSe
         rows_of[claimed.version_id].append(row)
     out: list[Scored | None] = [None] * len(todo)
     for version_id, rows in rows_of.items():
-        index = classifier.cache.get_or_build(version_id, docs[version_id], classifier.encoder)
+        index = classifier.cache.get_or_build(version_id, docs[version_id], label_encoder)
         for row, outcome in zip(rows, score(index, vectors[rows], top_k=classifier.top_k), strict=True):
             out[row] = outcome
     return [x for x in out if x is not None]

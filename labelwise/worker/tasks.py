@@ -76,10 +76,9 @@ def register(app: Celery, settings: Settings) -> None:
             raise self.retry(countdown=wait_s)
 
     @worker_init.connect(weak=False)
-    def _warm_up(**_: Any) -> None:
-        # Load the model in the background, so the first message does not pay for it.
-        res = resources(settings)
-        threading.Thread(target=res.classifier.encoder.encode, args=(["warm-up"],), daemon=True).start()
+    def _load_model(**_: Any) -> None:
+        # Before the consumer starts: a worker takes messages only once it can classify them.
+        resources(settings).classifier.encoder.encode(["warm-up"])
 
 
 def _retry(task: Task, e: RetryableError, *, cap_s: float) -> Exception:
