@@ -6,13 +6,13 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from labelwise import __version__
 from labelwise.api import errors
 from labelwise.api.deps import RateLimiter, State
-from labelwise.api.routes import health, hooks, integrations, jobs, labelsets
+from labelwise.api.routes import health, hooks, integrations, jobs, labelsets, metrics
 from labelwise.crypto import secret_box
 from labelwise.models.db import make_engine, make_session_factory
 from labelwise.settings import Settings
@@ -46,8 +46,16 @@ def create_app(settings: Settings) -> FastAPI:
 
     app = FastAPI(title="labelwise", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     app.state.labelwise = st
+    app.state.metrics = metrics.Metrics()
+
+    @app.middleware("http")
+    async def _count(request: Request, call_next: Any) -> Any:
+        response = await call_next(request)
+        app.state.metrics.observe(request, response.status_code)
+        return response
+
     errors.install(app)
-    for module in (jobs, labelsets, integrations, hooks, health):
+    for module in (jobs, labelsets, integrations, hooks, health, metrics):
         app.include_router(module.router)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)  # type: ignore[arg-type]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets as _secrets
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from labelwise.errors import NotFoundError
@@ -119,3 +119,8 @@ def forget_event(session: Session, *, integration_id: int, event_id: str) -> Non
     )
     if row is not None:
         session.delete(row)
+
+
+def count_deliveries_by_status(session: Session) -> dict[str, int]:
+    rows = session.execute(select(Delivery.status, func.count()).group_by(Delivery.status))
+    return {status: int(n) for status, n in rows}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from labelwise.errors import NotFoundError
@@ -65,6 +65,12 @@ def list_jobs(
         created_at, job_id = before
         query = query.where((Job.created_at < created_at) | ((Job.created_at == created_at) & (Job.id < job_id)))
     return list(session.scalars(query))
+
+
+def count_by_status(session: Session) -> dict[str, int]:
+    """Jobs per status, over all tenants (for /metrics)."""
+    rows = session.execute(select(Job.status, func.count()).group_by(Job.status))
+    return {status: int(n) for status, n in rows}
 
 
 def mark_running(job: Job) -> None:

@@ -16,6 +16,7 @@ from labelwise.pipeline.classifying import (  # noqa: F401 - the public surface
     wait_for_job,
 )
 from labelwise.pipeline.common import (  # noqa: F401 - the public surface
+    counts,
     database_errors,
     readiness,
 )

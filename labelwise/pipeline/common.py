@@ -46,3 +46,10 @@ def backoff_s(attempt: int, *, base_s: float, cap_s: float, at_least_s: float | 
     [0.5, 1], and never less than ``at_least_s`` (a peer's Retry-After)."""
     delay = min(cap_s, base_s * 2.0 ** (attempt - 1)) * random.uniform(0.5, 1.0)
     return max(delay, at_least_s or 0.0)
+
+
+def counts(session: Session) -> dict[str, dict[str, int]]:
+    """Jobs and deliveries per status, over all tenants."""
+    from labelwise.models import integrations, jobs
+
+    return {"jobs": jobs.count_by_status(session), "deliveries": integrations.count_deliveries_by_status(session)}

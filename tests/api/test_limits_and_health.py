@@ -64,3 +64,14 @@ def test_unknown_paths_and_methods_are_json(api: Api) -> None:
     assert api.client.get("/v1/nothing").json()["error"]["code"] == "not_found"
     r = api.client.patch("/v1/jobs")
     assert r.status_code == 405 and r.json()["error"]["code"] == "method_not_allowed"
+
+
+@EMBEDDED
+def test_metrics_count_requests_jobs_and_deliveries(api: Api) -> None:
+    _, h = api.tenant_with_set()
+    api.client.post("/v1/classify", json={"label_set": "tiny", "text": "charged twice"}, headers=h)
+    text = api.client.get("/metrics").text
+    assert 'labelwise_http_requests_total{method="POST",route="/v1/classify",status="200"}' in text
+    done = next(line for line in text.splitlines() if line.startswith('labelwise_jobs{status="done"}'))
+    assert float(done.split()[-1]) >= 1
+    assert 'labelwise_deliveries{status="dead"}' in text
