@@ -9,18 +9,14 @@ import typer
 import yaml
 
 from labelwise import pipeline
-from labelwise.cli_common import JsonOpt, TenantOpt, emit, fail, get_ctx
+from labelwise.cli.apps import app
+from labelwise.cli.common import JsonOpt, TenantOpt, emit, fail, get_ctx
 from labelwise.crypto import secret_box
 from labelwise.errors import InvalidDocumentError, LabelwiseError
 from labelwise.models import tenants as tenants_q
 
 integrations_app = typer.Typer(help="Integrations: Slack, Jira, Zendesk and signed webhooks.", no_args_is_help=True)
 deliveries_app = typer.Typer(help="Deliveries of results to integrations: list, replay the dead.", no_args_is_help=True)
-
-
-def register(app: typer.Typer) -> None:
-    app.add_typer(integrations_app, name="integrations")
-    app.add_typer(deliveries_app, name="deliveries")
 
 
 @integrations_app.command("apply")
@@ -127,3 +123,7 @@ def deliveries_replay(
     finally:
         celery_app.close()
     emit({"replayed": replayed}, as_json=as_json, human=f"replaying {len(replayed)} deliveries")
+
+
+app.add_typer(integrations_app, name="integrations")
+app.add_typer(deliveries_app, name="deliveries")

@@ -1,0 +1,175 @@
+"""Tenants, tokens and label sets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from labelwise import pipeline
+from labelwise.cli.apps import labels_app, tenant_app, token_app
+from labelwise.cli.common import JsonOpt, TenantOpt, emit, fail, get_ctx
+from labelwise.errors import LabelwiseError, NotFoundError
+from labelwise.labelset import load_yaml
+from labelwise.models import labelsets as labelsets_q
+from labelwise.models import tenants as tenants_q
+
+
+@tenant_app.command("create")
+def tenant_create(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="Tenant name (letters, digits, - and _)."),
+    exist_ok: bool = typer.Option(False, "--exist-ok", help="Succeed without a new token if the tenant exists."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Create a tenant and print its first API token (shown only this once)."""
+    c = get_ctx(ctx)
+    try:
+        with c.sessions.begin() as s:
+            if exist_ok and tenants_q.find_tenant(s, name) is not None:
+                emit({"tenant": name, "token": None}, as_json=as_json, human=f"tenant {name} exists")
+                return
+            tenant = tenants_q.create_tenant(s, _tenant_name(name))
+            _, token = tenants_q.create_token(s, tenant_id=tenant.id)
+    except LabelwiseError as e:
+        fail(e, as_json=as_json)
+    emit(
+        {"tenant": name, "token": token},
+        as_json=as_json,
+        human=f"tenant {name} created\ntoken: {token}\n(keep it: it is not shown again)",
+    )
+
+
+def _tenant_name(name: str) -> str:
+    import re
+
+    from labelwise.errors import InvalidInputError
+
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}", name):
+        raise InvalidInputError("tenant names are 1-64 letters, digits, - and _", field="name")
+    return name
+
+
+@tenant_app.command("list")
+def tenant_list(ctx: typer.Context, as_json: bool = JsonOpt) -> None:
+    """List tenants."""
+    with get_ctx(ctx).sessions() as s:
+        rows = [{"tenant": t.name, "created_at": t.created_at.isoformat()} for t in tenants_q.list_tenants(s)]
+    emit(rows, as_json=as_json, human="\n".join(r["tenant"] for r in rows) or "(no tenants)")
+
+
+@token_app.command("create")
+def token_create(ctx: typer.Context, tenant: str = TenantOpt, as_json: bool = JsonOpt) -> None:
+    """Create another API token for a tenant (shown only this once)."""
+    c = get_ctx(ctx)
+    try:
+        with c.sessions.begin() as s:
+            row = tenants_q.get_tenant(s, tenant)
+            _, token = tenants_q.create_token(s, tenant_id=row.id)
+    except LabelwiseError as e:
+        fail(e, as_json=as_json)
+    emit({"tenant": tenant, "token": token}, as_json=as_json, human=f"token: {token}")
+
+
+@token_app.command("revoke")
+def token_revoke(
+    ctx: typer.Context,
+    token: str = typer.Argument(..., help="The token, or its first 10 characters."),
+    tenant: str = TenantOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Revoke a token; it stops working at once."""
+    c = get_ctx(ctx)
+    try:
+        with c.sessions.begin() as s:
+            row = tenants_q.get_tenant(s, tenant)
+            count = tenants_q.revoke_token(s, tenant_id=row.id, token_or_prefix=token)
+            if not count:
+                raise NotFoundError("no live token matches")
+    except LabelwiseError as e:
+        fail(e, as_json=as_json)
+    emit({"tenant": tenant, "revoked": count}, as_json=as_json, human=f"revoked {count} token(s)")
+
+
+@labels_app.command("apply")
+def labels_apply(
+    ctx: typer.Context,
+    file: Path = typer.Argument(..., exists=True, dir_okay=False, help="Label-set YAML document."),
+    tenant: str = TenantOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Store a label-set YAML as a new version (unchanged documents keep their version)."""
+    c = get_ctx(ctx)
+    try:
+        doc = load_yaml(file.read_text(encoding="utf-8"))
+        with c.sessions.begin() as s:
+            version, created = pipeline.apply_label_set(s, tenant=tenant, doc=doc)
+            out = {"tenant": tenant, "label_set": doc.name, "version": version.version, "created": created}
+    except LabelwiseError as e:
+        fail(e, as_json=as_json)
+    what = "created version" if created else "unchanged, still version"
+    emit(out, as_json=as_json, human=f"label set {doc.name}: {what} {version.version} ({len(doc.labels)} labels)")
+
+
+@labels_app.command("show")
+def labels_show(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="Label-set name."),
+    tenant: str = TenantOpt,
+    version: int = typer.Option(None, "--version", help="A past version (default: the current one)."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Show a label set's current (or a given) version."""
+    try:
+        with get_ctx(ctx).sessions() as s:
+            tenant_row = tenants_q.get_tenant(s, tenant)
+            label_set = labelsets_q.get_label_set(s, tenant_id=tenant_row.id, name=name)
+            row = labelsets_q.get_version(
+                s, tenant_id=tenant_row.id, label_set_id=label_set.id, version=version or label_set.current_version or 0
+            )
+            out = {"name": name, **pipeline.version_view(row, current=label_set.current_version)}
+    except LabelwiseError as e:
+        fail(e, as_json=as_json)
+    import yaml
+
+    human = f"# {name} version {row.version}\n" + yaml.safe_dump(row.document, sort_keys=False, allow_unicode=True)
+    emit(out, as_json=as_json, human=human.rstrip())
+
+
+@labels_app.command("versions")
+def labels_versions(
+    ctx: typer.Context, name: str = typer.Argument(...), tenant: str = TenantOpt, as_json: bool = JsonOpt
+) -> None:
+    """List a label set's versions, oldest first."""
+    try:
+        with get_ctx(ctx).sessions() as s:
+            tenant_row = tenants_q.get_tenant(s, tenant)
+            label_set = labelsets_q.get_label_set(s, tenant_id=tenant_row.id, name=name)
+            rows = labelsets_q.list_versions(s, tenant_id=tenant_row.id, label_set_id=label_set.id)
+            out = [pipeline.version_view(r, current=label_set.current_version) for r in rows]
+    except LabelwiseError as e:
+        fail(e, as_json=as_json)
+    human = "\n".join(
+        f"{'*' if v['current'] else ' '} v{v['version']}  {v['created_at']}  {len(v['document']['labels'])} labels"
+        for v in out
+    )
+    emit(out, as_json=as_json, human=human)
+
+
+@labels_app.command("rollback")
+def labels_rollback(
+    ctx: typer.Context,
+    name: str = typer.Argument(...),
+    to: int = typer.Option(..., "--to", help="Version to make current."),
+    tenant: str = TenantOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Point a label set back at an older version; the next message uses it."""
+    try:
+        with get_ctx(ctx).sessions.begin() as s:
+            tenant_row = tenants_q.get_tenant(s, tenant)
+            row = labelsets_q.rollback(s, tenant_id=tenant_row.id, name=name, version=to)
+            out = {"label_set": name, "version": row.version}
+    except LabelwiseError as e:
+        fail(e, as_json=as_json)
+    emit(out, as_json=as_json, human=f"label set {name} now uses version {row.version}")

@@ -1,0 +1,121 @@
+"""Running labelwise: the schema, the worker, the API, both together."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from typing import Any
+
+import typer
+
+from labelwise.cli.apps import app, db_app
+from labelwise.cli.common import get_ctx
+from labelwise.models.db import upgrade
+from labelwise.settings import Settings
+
+
+@db_app.command("upgrade")
+def db_upgrade(ctx: typer.Context) -> None:
+    """Create or migrate the database schema to the latest version."""
+    c = get_ctx(ctx)
+    c.settings.ensure_home()
+    upgrade(c.settings.resolved_database_url())
+    typer.echo("database is up to date", err=True)
+
+
+@app.command()
+def worker(
+    ctx: typer.Context,
+    processes: int = typer.Option(
+        None, "--processes", "-p", min=1, help="Worker processes (default LABELWISE_WORKER_PROCESSES)."
+    ),
+    batch_size: int = typer.Option(
+        None, "--batch-size", "-b", min=1, help="Most messages per model call (default LABELWISE_BATCH_SIZE)."
+    ),
+    loglevel: str = typer.Option(None, "--loglevel", "-l", help="Log level (default LABELWISE_LOG_LEVEL)."),
+) -> None:
+    """Run a worker that consumes labelwise.classify and labelwise.deliver messages until stopped (Ctrl-C).
+
+    Each process batches the messages that arrive together into one model call."""
+    settings = get_ctx(ctx).settings
+    updates = {
+        "worker_processes": processes or settings.worker_processes,
+        "batch_size": batch_size or settings.batch_size,
+    }
+    settings = settings.model_copy(update=updates)
+    if settings.worker_processes > 1:
+        raise typer.Exit(_run_processes(settings, loglevel))
+    from labelwise.worker.app import create_app
+
+    argv = [
+        "worker",
+        f"--loglevel={loglevel or settings.log_level}",
+        f"--queues={settings.queue}",
+        f"--hostname=labelwise-{uuid.uuid4().hex[:6]}@%h",
+        "--without-gossip",
+        "--without-mingle",
+    ]
+    create_app(settings).worker_main(argv)
+
+
+def _run_processes(settings: Settings, loglevel: str | None) -> int:
+    """N single-process workers side by side, each with its share of the cores; stops them together."""
+    threads = settings.torch_threads or max(1, (os.cpu_count() or 1) // settings.worker_processes)
+    env = {
+        **os.environ,
+        "LABELWISE_WORKER_PROCESSES": "1",
+        "LABELWISE_TORCH_THREADS": str(threads),
+        "LABELWISE_BATCH_SIZE": str(settings.batch_size),
+    }
+    args = [sys.executable, "-m", "labelwise", "worker", *([f"--loglevel={loglevel}"] if loglevel else [])]
+    children = [subprocess.Popen(args, env=env, start_new_session=True) for _ in range(settings.worker_processes)]
+
+    def _stop(signum: int, _frame: Any) -> None:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    return max(child.wait() for child in children)
+
+
+HostOpt = typer.Option("127.0.0.1", "--host", help="Address the HTTP API binds to.")
+PortOpt = typer.Option(8000, "--port", help="Port of the HTTP API.")
+
+
+@app.command()
+def api(ctx: typer.Context, host: str = HostOpt, port: int = PortOpt) -> None:
+    """Serve the HTTP API (OpenAPI docs at /docs) until Ctrl-C."""
+    import uvicorn
+
+    from labelwise.api.app import create_app as create_api
+
+    settings = get_ctx(ctx).settings
+    uvicorn.run(create_api(settings), host=host, port=port, log_level=settings.log_level.lower())
+
+
+@app.command()
+def up(ctx: typer.Context, host: str = HostOpt, port: int = PortOpt) -> None:
+    """Migrate the database, then run the worker and the HTTP API together until Ctrl-C."""
+    c = get_ctx(ctx)
+    c.settings.ensure_home()
+    upgrade(c.settings.resolved_database_url())
+    typer.echo(f"labelwise up: database {c.settings.resolved_database_url()}", err=True)
+    typer.echo(f"labelwise up: broker   {c.settings.resolved_broker_url()}", err=True)
+    typer.echo(f"labelwise up: API      http://{host}:{port} (docs at /docs)", err=True)
+    # Its own session: Ctrl-C reaches only us, and we stop the worker with one SIGTERM (warm shutdown).
+    worker_proc = subprocess.Popen([sys.executable, "-m", "labelwise", "worker"], start_new_session=True)
+    try:
+        api(ctx, host=host, port=port)  # returns after Ctrl-C / SIGTERM (uvicorn handles both)
+    finally:
+        if worker_proc.poll() is None:
+            worker_proc.send_signal(signal.SIGTERM)  # Celery's warm shutdown: finish the current message
+        try:
+            worker_proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            worker_proc.kill()
+        typer.echo("labelwise up: stopped", err=True)
