@@ -16,6 +16,7 @@ MAX_LABELS = 1_000
 MAX_DESCRIPTION_CHARS = 2_000
 MAX_EXAMPLES = 100
 MAX_EXAMPLE_CHARS = 2_000
+OPTIONAL_SET_FIELDS = ("margin", "refine_from_traffic")
 
 SetName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
 LabelName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
@@ -62,6 +63,17 @@ class LabelSetDocument(BaseModel):
     threshold: Threshold = Field(0.3, description="Below it on every label, the result abstains.")
     fallback: LabelName | None = Field(None, description="Label reported as chosen when abstaining.")
     labels: Annotated[list[Label], Field(min_length=1, max_length=MAX_LABELS)]
+    margin: Annotated[float, Field(ge=0.0, le=2.0)] | None = Field(
+        None,
+        description="Single-label sets: abstain also when the two best scores are closer than this "
+        "(e.g. 0.02). Unset: only the threshold decides.",
+    )
+    refine_from_traffic: bool | None = Field(
+        None,
+        description="Refine the label vectors from the set's recent unlabeled messages, where the worker "
+        "keeps them (names only on Banking77: 0.62 -> 0.72 top-1). Unset means true. Set false when "
+        "many messages fall outside every label: refining pulls them into labels and weakens abstention.",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -71,8 +83,16 @@ class LabelSetDocument(BaseModel):
         return data
 
     def to_canonical_json(self) -> str:
-        """Stable JSON text: equal documents give equal text (used to detect no-op edits)."""
-        return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        """Stable JSON text: equal documents give equal text (used to detect no-op edits).
+
+        Optional fields added after the first release are left out while unset, so documents stored
+        before them keep their hash.
+        """
+        data = self.model_dump(mode="json")
+        for key in OPTIONAL_SET_FIELDS:
+            if data.get(key) is None:
+                data.pop(key, None)
+        return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
     def content_hash(self) -> str:
         return hashlib.sha256(self.to_canonical_json().encode()).hexdigest()

@@ -62,3 +62,16 @@ def test_equal_documents_hash_equal_and_edits_do_not() -> None:
     a = parse_document(doc())
     assert a.content_hash() == parse_document(doc()).content_hash()
     assert a.content_hash() != parse_document(doc(threshold=0.4)).content_hash()
+
+
+def test_optional_fields_left_unset_keep_the_stored_hash() -> None:
+    plain = parse_document(doc())
+    assert "margin" not in plain.to_canonical_json() and "refine_from_traffic" not in plain.to_canonical_json()
+    assert parse_document(doc(margin=0.05)).content_hash() != plain.content_hash()
+    assert parse_document(doc(refine_from_traffic=False)).refine_from_traffic is False
+
+
+def test_margin_must_be_a_small_non_negative_number() -> None:
+    with pytest.raises(InvalidDocumentError) as info:
+        parse_document(doc(margin=-0.1))
+    assert info.value.errors[0]["field"] == "margin"

@@ -96,6 +96,12 @@ class LabelSetIn(BaseModel):
     threshold: Threshold = 0.3
     fallback: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)] | None = None
     labels: Annotated[list[Label], Field(min_length=1)]
+    margin: Annotated[float, Field(ge=0.0, le=2.0)] | None = Field(
+        None, description="Single-label sets: abstain also when the two best scores are closer than this."
+    )
+    refine_from_traffic: bool | None = Field(
+        None, description="Refine label vectors from the set's recent messages (unset: true)."
+    )
 
 
 class VersionOut(BaseModel):

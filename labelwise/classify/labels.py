@@ -1,10 +1,31 @@
-"""Label vectors built from a label set's document, cached per (label-set version, model)."""
+"""Label vectors built from a label set's document, cached per (label-set version, model[, traffic]).
+
+How a label is represented (each rule measured in ``bench/accuracy.py``; the defaults are what
+measured best on Banking77 train splits and AG News rows the benchmark does not report):
+
+- **Text vector.** A label without a description is its readable name (``card_arrival`` -> ``card
+  arrival``). With a description it is the mean direction of ``"<name>: <description>"`` and the
+  description alone (+1.2 points on Banking77 over ``"<name>: <description>"`` alone). Several
+  name templates averaged measured no gain, so none are used.
+- **Seeds.** The text vector and every example, each a unit vector owned by its label.
+- **Head.** Without examples, or in a multi-label set, the head is the text vector (a multi-label
+  set with examples keeps the older rule: the mean of the text vector and the examples' mean
+  direction). A single-label set with examples gets a linear head fitted on its seeds by a few
+  hundred steps of softmax regression pulled toward the seeds' mean (:func:`fit_head`):
+  Banking77 with 8 examples per label 0.806 (mean of examples) -> 0.844. (On AG News, 4 broad
+  topics with long texts, it is 0.752 against 0.785 for the older text/examples mean.)
+- **Score.** ``(1 - seed_weight) * head score + seed_weight * best cosine with the label's seeds``.
+  The nearest-seed half makes the top score a good out-of-scope detector (abstain) without costing
+  accuracy; it is 0.5 when a set has examples and 0 otherwise.
+- **Traffic.** Given recent unlabeled messages of the label set (:class:`Traffic`), the head is
+  refined from them (:func:`refine_head`): names only on Banking77 0.62 -> 0.72, AG News 0.65 -> 0.81.
+"""
 
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -12,6 +33,7 @@ from labelwise.classify.base import Encoder
 from labelwise.labelset import Label, LabelSetDocument
 
 DESCRIPTION_WEIGHT = 0.5
+SEED_WEIGHT = 0.5
 
 
 def readable(name: str) -> str:
@@ -19,73 +41,279 @@ def readable(name: str) -> str:
     return " ".join(name.replace("_", " ").replace("-", " ").split())
 
 
-def label_text(label: Label) -> str:
+def label_texts(label: Label) -> list[str]:
+    """The texts whose mean direction is the label's text vector."""
     name = readable(label.name)
-    return f"{name}: {label.description}" if label.description else name
+    return [f"{name}: {label.description}", label.description] if label.description else [name]
+
+
+def label_text(label: Label) -> str:
+    """The label's first text (kept for callers that show one text per label)."""
+    return label_texts(label)[0]
+
+
+@dataclass(frozen=True)
+class Traffic:
+    """Recent unlabeled messages of one label set, as vectors; the worker keeps and refreshes them.
+
+    ``key`` must change whenever ``vectors`` change: it is part of the cache key of the refined index.
+    ``center``: also subtract the traffic's mean vector from messages and labels before scoring
+    (measured: +0.3 points on Banking77 names only, so off by default).
+    """
+
+    key: str
+    vectors: np.ndarray  # (n, dim), unit rows
+    center: bool = False
 
 
 @dataclass(frozen=True)
 class LabelIndex:
-    """Everything scoring needs about one label-set version, as arrays."""
+    """Everything scoring needs about one label-set version, as arrays.
+
+    A message's score for label ``i`` is ``(1 - seed_weight) * (x @ vectors[i] + bias[i])
+    + seed_weight * max(x @ seeds[seed_owner == i])`` where ``x`` is the message vector, first
+    centred on ``center`` and renormalised when a center is set.
+    """
 
     names: tuple[str, ...]
-    vectors: np.ndarray  # (n_labels, dim), unit rows
+    vectors: np.ndarray  # (n_labels, dim) head weights; unit rows for a cosine head
     thresholds: np.ndarray  # (n_labels,)
     multi_label: bool
     fallback: str | None
+    bias: np.ndarray | None = None  # (n_labels,) added to the head score
+    seeds: np.ndarray | None = None  # (n_seeds, dim) unit rows, grouped by label in label order
+    seed_owner: np.ndarray | None = None  # (n_seeds,) label of each seed, non-decreasing, every label present
+    seed_weight: float = 0.0
+    center: np.ndarray | None = None  # (dim,)
+    margin: float = 0.0  # single-label: abstain when the top two scores are closer than this
+
+    def label_scores(self, text_vectors: np.ndarray) -> np.ndarray:
+        """``(n_texts, n_labels)`` scores of unit text vectors (see the class docstring)."""
+        x = text_vectors if self.center is None else to_unit(text_vectors - self.center)
+        sims = x @ self.vectors.T
+        if self.bias is not None:
+            sims = sims + self.bias
+        if self.seeds is not None and self.seed_owner is not None and self.seed_weight > 0:
+            starts = np.flatnonzero(np.r_[True, np.diff(self.seed_owner) != 0])
+            nearest = np.maximum.reduceat(x @ self.seeds.T, starts, axis=1)
+            sims = (1 - self.seed_weight) * sims + self.seed_weight * nearest
+        return sims.astype(np.float32)
 
 
-def build_index(doc: LabelSetDocument, encoder: Encoder) -> LabelIndex:
-    """Embed every label's text and examples in one encoder call and combine them per label."""
+def build_index(doc: LabelSetDocument, encoder: Encoder, *, traffic: Traffic | None = None) -> LabelIndex:
+    """Embed every label's texts and examples in one encoder call and build the index.
+
+    With ``traffic`` (and the document's ``refine_from_traffic`` not false) the head is refined
+    from those unlabeled messages; this takes seconds for thousands of messages, so callers cache
+    the result (:class:`LabelCache`).
+    """
     texts: list[str] = []
-    spans: list[tuple[int, int]] = []
+    spans: list[tuple[int, int, int]] = []
     for label in doc.labels:
         start = len(texts)
-        texts.append(label_text(label))
+        texts.extend(label_texts(label))
+        mid = len(texts)
         texts.extend(label.examples)
-        spans.append((start, len(texts)))
+        spans.append((start, mid, len(texts)))
     embedded = encoder.encode(texts)
-    vectors = np.stack([_combine(embedded[a], embedded[a + 1 : b]) for a, b in spans])
-    thresholds = np.array(
-        [doc.threshold if label.threshold is None else label.threshold for label in doc.labels], dtype=np.float32
-    )
-    return LabelIndex(
+    text_vecs = np.stack([to_unit(embedded[a:m].mean(axis=0)) for a, m, _ in spans])
+    seed_rows = [np.vstack([text_vecs[i : i + 1], embedded[m:b]]) for i, (_, m, b) in enumerate(spans)]
+    seeds = to_unit(np.vstack(seed_rows)).astype(np.float32)
+    owner = np.concatenate([np.full(len(rows), i) for i, rows in enumerate(seed_rows)])
+    has_examples = len(seeds) > len(doc.labels)
+    center = None
+    if traffic is not None and traffic.center and len(traffic.vectors):
+        center = traffic.vectors.mean(axis=0).astype(np.float32)
+        seeds, text_vecs = to_unit(seeds - center), to_unit(text_vecs - center)
+    index = LabelIndex(
         names=tuple(label.name for label in doc.labels),
-        vectors=vectors.astype(np.float32),
-        thresholds=thresholds,
+        vectors=_head_without_traffic(doc, text_vecs, seed_rows).astype(np.float32),
+        thresholds=np.array(
+            [doc.threshold if label.threshold is None else label.threshold for label in doc.labels], dtype=np.float32
+        ),
         multi_label=doc.multi_label,
         fallback=doc.fallback,
+        seeds=seeds,
+        seed_owner=owner,
+        seed_weight=SEED_WEIGHT if has_examples and not doc.multi_label else 0.0,
+        center=center,
+        margin=doc.margin or 0.0,
     )
+    if has_examples and not doc.multi_label and len(seeds) * len(doc.labels) <= HEAD_MAX_CELLS:
+        vectors, bias = fit_head(index)
+        index = replace(index, vectors=vectors, bias=bias)
+    if traffic is not None and len(traffic.vectors) and doc.refine_from_traffic is not False:
+        room = SPREAD_MAX_CELLS // (NEIGHBOURS * len(doc.labels)) - len(seeds)
+        if room > 0:
+            vectors, maybe_bias = refine_head(index, traffic.vectors[-room:])
+            index = replace(index, vectors=vectors, bias=maybe_bias)
+    return index
+
+
+def _head_without_traffic(doc: LabelSetDocument, text_vecs: np.ndarray, seed_rows: list[np.ndarray]) -> np.ndarray:
+    """Text vectors, or for multi-label sets with examples the text/examples mean (fit_head replaces it)."""
+    return np.stack([_combine(text_vecs[i], rows[1:]) for i, rows in enumerate(seed_rows)])
 
 
 def _combine(text_vec: np.ndarray, example_vecs: np.ndarray) -> np.ndarray:
-    """Weighted mean of the description vector and the examples' mean direction, renormalised."""
+    """Weighted mean of the text vector and the examples' mean direction, renormalised."""
     if len(example_vecs) == 0:
         return text_vec
-    vec = DESCRIPTION_WEIGHT * text_vec + (1 - DESCRIPTION_WEIGHT) * _unit(example_vecs.mean(axis=0))
-    return _unit(vec)
+    vec = DESCRIPTION_WEIGHT * text_vec + (1 - DESCRIPTION_WEIGHT) * to_unit(example_vecs.mean(axis=0))
+    return to_unit(vec)
 
 
-def _unit(vec: np.ndarray) -> np.ndarray:
-    norm = float(np.linalg.norm(vec))
-    return vec / norm if norm > 0 else vec
+def to_unit(vecs: np.ndarray) -> np.ndarray:
+    """Rows (or one vector) scaled to unit length; zero rows stay zero."""
+    norms = np.linalg.norm(vecs, axis=-1, keepdims=True)
+    return vecs / np.where(norms > 0, norms, 1.0)
+
+
+# --- heads fitted on seeds and refined from traffic (label-side work, cached per version) ----------
+
+HEAD_SCALE = 20.0  # logits of the fitted head are HEAD_SCALE * score: a softmax temperature of 0.05
+HEAD_STEPS = 150
+HEAD_L2 = 1e-3  # pull of the head toward each label's mean seed direction
+HEAD_LEARNING_RATE = 0.01
+NEIGHBOURS = 10  # k of the k-nearest-neighbour graph over seeds and traffic
+SPREAD_ALPHA_ZERO_SHOT = 0.95  # label spreading: share of a node's label mass taken from its neighbours
+SPREAD_ALPHA_EXAMPLES = 0.8
+SPREAD_STEPS = 20
+TRAFFIC_WEIGHT = 4.0  # zero-shot: label vector = unit(text vector + 4 * mean direction of its traffic)
+PSEUDO_LABEL_WEIGHT = 0.3  # with examples: weight of a pseudo-labelled message against a seed's 1
+# the head's own answer seeds each message with this share of the seeds' total mass (0 hurt AG News
+# names only, 0.60 vs 0.82 on rows not reported; more than 0.2 hurt Banking77 descriptions)
+TRAFFIC_PRIOR = 0.2
+# Work bounds, so a large set never stalls a worker or blows its memory: fitting a head costs
+# seeds x labels per step (1,000 labels with examples would take minutes: they keep the cosine head),
+# and spreading holds (seeds + traffic) x NEIGHBOURS x labels floats (traffic is subsampled to fit).
+HEAD_MAX_CELLS = 2_000_000
+SPREAD_MAX_CELLS = 20_000_000
+
+
+def fit_head(index: LabelIndex) -> tuple[np.ndarray, np.ndarray]:
+    """A linear head fitted on the index's seeds (softmax regression): ``(vectors, bias)``."""
+    assert index.seeds is not None and index.seed_owner is not None
+    protos = _label_means(index.seeds, index.seed_owner, len(index.names))
+    w, b = _softmax_regression(index.seeds, index.seed_owner, init=protos, anchor=protos)
+    return w, (b / HEAD_SCALE).astype(np.float32)
+
+
+def refine_head(index: LabelIndex, traffic: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """The head refined from unlabeled traffic vectors by label spreading over a k-NN graph.
+
+    Each message gets the label that spreads to it from the seeds (and, more weakly, from the
+    current head's own answers) through its nearest neighbours. A fitted head (single-label set with
+    examples) is refitted on seeds plus those pseudo-labelled messages; a cosine head moves each
+    label vector toward the mean of its messages. Returns the new ``(vectors, bias)``; ``bias`` is
+    None for a cosine head.
+    """
+    assert index.seeds is not None and index.seed_owner is not None
+    n_labels = len(index.names)
+    x = (traffic if index.center is None else to_unit(traffic - index.center)).astype(np.float32)
+    fitted = index.bias is not None
+    answers = index.label_scores(traffic).argmax(axis=1)
+    alpha = SPREAD_ALPHA_EXAMPLES if fitted else SPREAD_ALPHA_ZERO_SHOT
+    assigned = _spread(index.seeds, index.seed_owner, x, n_labels, alpha=alpha, prior=answers)
+    if not fitted:
+        sums = np.zeros_like(index.vectors)
+        np.add.at(sums, assigned, x)
+        return to_unit(index.vectors + TRAFFIC_WEIGHT * to_unit(sums)).astype(np.float32), None
+    protos = _label_means(index.seeds, index.seed_owner, n_labels)
+    w, b = _softmax_regression(
+        np.vstack([index.seeds, x]),
+        np.r_[index.seed_owner, assigned],
+        init=index.vectors,
+        anchor=protos,
+        sample_weight=np.r_[np.ones(len(index.seeds)), np.full(len(x), PSEUDO_LABEL_WEIGHT)],
+    )
+    return w, (b / HEAD_SCALE).astype(np.float32)
+
+
+def _label_means(vecs: np.ndarray, owner: np.ndarray, n_labels: int) -> np.ndarray:
+    sums = np.zeros((n_labels, vecs.shape[1]), dtype=np.float32)
+    np.add.at(sums, owner, vecs)
+    return to_unit(sums)
+
+
+def _softmax_regression(
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    init: np.ndarray,
+    anchor: np.ndarray,
+    sample_weight: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Full-batch Adam on softmax(HEAD_SCALE * x @ w.T + b) with an L2 pull of ``w`` toward ``anchor``."""
+    x = x.astype(np.float32)
+    w, b = init.astype(np.float32).copy(), np.zeros(len(init), dtype=np.float32)
+    target = np.zeros((len(x), len(init)), dtype=np.float32)
+    target[np.arange(len(x)), y] = 1.0
+    sw = np.ones(len(x), dtype=np.float32) if sample_weight is None else sample_weight.astype(np.float32)
+    sw = sw / sw.sum()
+    moments = [(np.zeros_like(w), np.zeros_like(w)), (np.zeros_like(b), np.zeros_like(b))]
+    for step in range(1, HEAD_STEPS + 1):
+        logits = HEAD_SCALE * (x @ w.T) + b
+        p = np.exp(logits - logits.max(axis=1, keepdims=True))
+        g = (p / p.sum(axis=1, keepdims=True) - target) * sw[:, None]
+        grads = (HEAD_SCALE * (g.T @ x) + HEAD_L2 * (w - anchor), g.sum(axis=0))
+        for param, grad, (m, v) in zip((w, b), grads, moments, strict=True):
+            m *= 0.9
+            m += 0.1 * grad
+            v *= 0.999
+            v += 0.001 * grad * grad
+            param -= HEAD_LEARNING_RATE * (m / (1 - 0.9**step)) / (np.sqrt(v / (1 - 0.999**step)) + 1e-8)
+    return w, b
+
+
+def _spread(
+    seeds: np.ndarray, owner: np.ndarray, x: np.ndarray, n_labels: int, *, alpha: float, prior: np.ndarray | None
+) -> np.ndarray:
+    """Label spreading (Zhou et al. 2004) from labelled seeds to ``x``; the label of each row of ``x``."""
+    z = np.vstack([seeds, x]).astype(np.float32)
+    n, k = len(z), min(NEIGHBOURS, len(z) - 1)
+    nbr = np.empty((n, k), dtype=np.int64)
+    for start in range(0, n, 2048):  # blocks keep memory at 2048 x n similarities
+        sims = z[start : start + 2048] @ z.T
+        sims[np.arange(len(sims)), np.arange(start, start + len(sims))] = -np.inf
+        nbr[start : start + len(sims)] = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+    wts = np.maximum(np.einsum("nd,nkd->nk", z, z[nbr]), 0.0) ** 3
+    degree = wts.sum(axis=1)
+    np.add.at(degree, nbr.ravel(), wts.ravel())
+    inv_sqrt = 1.0 / np.sqrt(degree + 1e-9)
+    seed_mass = np.zeros((n, n_labels), dtype=np.float32)
+    seed_mass[np.arange(len(seeds)), owner] = 1.0
+    if prior is not None:  # the current head's own answer for each message, as a weak seed
+        seed_mass[len(seeds) + np.arange(len(x)), prior] = TRAFFIC_PRIOR * len(seeds) / max(len(x), 1)
+    order = np.argsort(nbr.ravel(), kind="stable")  # groups the transposed edges by target node
+    targets, starts = np.unique(nbr.ravel()[order], return_index=True)
+    f = seed_mass.copy()
+    for _ in range(SPREAD_STEPS):
+        g = f * inv_sqrt[:, None]
+        out = (wts[:, :, None] * g[nbr]).sum(axis=1)  # A @ g
+        edges = (wts[:, :, None] * g[:, None, :]).reshape(-1, n_labels)[order]
+        out[targets] += np.add.reduceat(edges, starts, axis=0)  # A.T @ g
+        f = alpha * out * inv_sqrt[:, None] + (1 - alpha) * seed_mass
+    return f[len(seeds) :].argmax(axis=1)
 
 
 class LabelCache:
-    """A thread-safe LRU of LabelIndex by (version id, model id)."""
+    """A thread-safe LRU of LabelIndex by (version id, model id, traffic key)."""
 
     def __init__(self, max_entries: int = 64) -> None:
         self._max = max_entries
-        self._items: OrderedDict[tuple[int, str], LabelIndex] = OrderedDict()
+        self._items: OrderedDict[tuple[int, str, str | None], LabelIndex] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get_or_build(self, version_id: int, doc: LabelSetDocument, encoder: Encoder) -> LabelIndex:
-        key = (version_id, encoder.model_id)
+    def get_or_build(
+        self, version_id: int, doc: LabelSetDocument, encoder: Encoder, *, traffic: Traffic | None = None
+    ) -> LabelIndex:
+        key = (version_id, encoder.model_id, traffic.key if traffic is not None else None)
         with self._lock:
             if key in self._items:
                 self._items.move_to_end(key)
                 return self._items[key]
-        index = build_index(doc, encoder)
+        index = build_index(doc, encoder, traffic=traffic)
         with self._lock:
             self._items[key] = index
             while len(self._items) > self._max:

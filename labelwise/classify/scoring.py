@@ -1,4 +1,4 @@
-"""Cosine scores against a LabelIndex, ranking, thresholds, abstention and multi-label choice."""
+"""Scores against a LabelIndex, ranking, thresholds, abstention (threshold and margin) and multi-label choice."""
 
 from __future__ import annotations
 
@@ -18,8 +18,12 @@ class Scored:
 
 def score(index: LabelIndex, text_vectors: np.ndarray, *, top_k: int = 5) -> list[Scored]:
     """One Scored per row of ``text_vectors`` (unit rows, as the encoder returns them)."""
-    sims = text_vectors @ index.vectors.T
-    return [_decide(index, row, top_k) for row in sims]
+    return [_decide(index, row, top_k) for row in index.label_scores(text_vectors)]
+
+
+def decide(index: LabelIndex, sims: np.ndarray, *, top_k: int = 5) -> Scored:
+    """The choice for one message from its ``(n_labels,)`` scores (what :func:`score` does per row)."""
+    return _decide(index, sims, top_k)
 
 
 def _decide(index: LabelIndex, sims: np.ndarray, top_k: int) -> Scored:
@@ -29,7 +33,9 @@ def _decide(index: LabelIndex, sims: np.ndarray, top_k: int) -> Scored:
     if index.multi_label:
         chosen = [index.names[i] for i in passing]
     else:
-        chosen = [index.names[int(order[0])]] if passing and passing[0] == int(order[0]) else []
+        top = int(order[0])
+        close = index.margin > 0 and len(order) > 1 and sims[top] - sims[int(order[1])] < index.margin
+        chosen = [index.names[top]] if passing and passing[0] == top and not close else []
     if chosen:
         return Scored(labels=ranked, chosen=chosen, abstained=False)
     return Scored(labels=ranked, chosen=[index.fallback] if index.fallback else [], abstained=True)

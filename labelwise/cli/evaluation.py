@@ -1,0 +1,168 @@
+"""``labelwise eval`` and ``labelwise labels tune``: measure a label set on labelled messages.
+
+Both classify through ``Classifier.classify`` with the classifier the worker builds
+(``labelwise.worker.resources.build_classifier``), so what they report is what production does.
+``labelwise.cli`` adds them with :func:`register`.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NoReturn
+
+import typer
+
+from labelwise import evaluate
+from labelwise.classify.classifier import Classifier
+from labelwise.errors import LabelwiseError
+from labelwise.labelset import LabelSetDocument, load_yaml
+from labelwise.settings import Settings
+
+ClassifierFactory = Callable[[Settings], Classifier]
+PROGRESS_MIN_ROWS = 200  # fewer rows finish in a few seconds: no bar
+
+
+def _default_factory(settings: Settings) -> Classifier:
+    from labelwise.worker.resources import build_classifier
+
+    return build_classifier(settings)
+
+
+def register(app: typer.Typer, labels_app: typer.Typer, *, classifier_factory: ClassifierFactory | None = None) -> None:
+    """Add ``eval`` to ``app`` and ``tune`` to ``labels_app``.
+
+    ``classifier_factory`` builds the classifier from the settings (default: the worker's own
+    ``build_classifier``); tests pass one that reuses a loaded model.
+    """
+    factory = classifier_factory or _default_factory
+
+    @app.command("eval")
+    def eval_command(
+        ctx: typer.Context,
+        data: Path = typer.Argument(..., help="CSV (header text,label) or JSONL ({'text', 'label'}) file."),
+        labels: Path = typer.Option(..., "--labels", "-l", help="Label-set YAML document."),
+        with_sweep: bool = typer.Option(False, "--sweep", help="Also print coverage/accuracy over thresholds."),
+        plot: Path | None = typer.Option(None, "--plot", help="Write the sweep curve and a confusion heat map (PNG)."),
+        as_json: bool = typer.Option(False, "--json", help="Print exactly one JSON document on stdout."),
+    ) -> None:
+        """Accuracy, macro-F1, coverage and accuracy on the covered share; per-label table, confusions."""
+        doc, outcomes, model = _run(ctx, factory, data, labels, as_json=as_json)
+        result = {**evaluate.report(outcomes, doc, with_sweep=with_sweep), "model": model}
+        if plot is not None:
+            evaluate.plot(plot, outcomes, doc)
+            result["plot"] = str(plot)
+        typer.echo(json.dumps(result, indent=2) if as_json else _eval_text(result))
+
+    @labels_app.command("tune")
+    def tune_command(
+        ctx: typer.Context,
+        file: Path = typer.Argument(..., help="Label-set YAML document."),
+        data: Path = typer.Option(..., "--data", help="Labelled sample: CSV (text,label) or JSONL."),
+        target_precision: float | None = typer.Option(
+            None, "--target-precision", min=0.0, max=1.0, help="Wanted accuracy of the answers given."
+        ),
+        target_coverage: float | None = typer.Option(
+            None, "--target-coverage", min=0.0, max=1.0, help="Wanted share of messages answered."
+        ),
+        as_json: bool = typer.Option(False, "--json", help="Print exactly one JSON document on stdout."),
+    ) -> None:
+        """Suggest the set's threshold (and per-label ones where they help) for a target; default precision 0.9."""
+        if target_precision is not None and target_coverage is not None:
+            _fail("give --target-precision or --target-coverage, not both", as_json=as_json, code=2)
+        if target_precision is None and target_coverage is None:
+            target_precision = 0.9
+        doc, outcomes, model = _run(ctx, factory, data, file, as_json=as_json)
+        found = evaluate.tune(outcomes, doc, target_precision=target_precision, target_coverage=target_coverage)
+        target = {"precision": target_precision} if target_precision is not None else {"coverage": target_coverage}
+        current = evaluate.metrics(outcomes, doc)
+        result = {
+            "label_set": doc.name,
+            "model": model,
+            "target": target,
+            **found,
+            "current": {"threshold": doc.threshold, **{k: current[k] for k in ("coverage", "covered_accuracy", "n")}},
+        }
+        typer.echo(json.dumps(result, indent=2) if as_json else _tune_text(result))
+
+
+def _run(
+    ctx: typer.Context, factory: ClassifierFactory, data: Path, labels: Path, *, as_json: bool
+) -> tuple[LabelSetDocument, list[evaluate.Outcome], str]:
+    """Load both files and classify every row; errors end the command with exit code 1."""
+    try:
+        doc = load_yaml(labels.read_text(encoding="utf-8"))
+        rows = evaluate.read_labelled(data)
+    except OSError as e:
+        _fail(f"cannot read {labels}: {e}", as_json=as_json)
+    except LabelwiseError as e:
+        _fail(e.message, as_json=as_json, code_name=e.code)
+    # cli.py's callback puts its Settings on ctx.obj; built here only when registered elsewhere
+    settings = getattr(ctx.obj, "settings", None) or Settings()  # type: ignore[call-arg]  # fields come from env
+    classifier = factory(settings)
+    if len(rows) < PROGRESS_MIN_ROWS:
+        return doc, evaluate.predict(classifier, doc, rows), classifier.model_id
+    with typer.progressbar(length=len(rows), label="classifying", file=sys.stderr) as bar:
+        outcomes = evaluate.predict(classifier, doc, rows, on_batch=bar.update)
+    return doc, outcomes, classifier.model_id
+
+
+def _fail(message: str, *, as_json: bool, code: int = 1, code_name: str = "invalid_input") -> NoReturn:
+    if as_json:
+        typer.echo(json.dumps({"error": {"code": code_name, "message": message}}))
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _pct(x: float | None) -> str:
+    return "   -  " if x is None else f"{100 * x:5.1f}%"
+
+
+def _eval_text(r: dict[str, Any]) -> str:
+    lines = [
+        f"{r['label_set']} · {r['model']} · {r['n']} messages",
+        f"  accuracy (top label)      {_pct(r['accuracy'])}",
+        f"  macro-F1                  {_pct(r['macro_f1'])}",
+        f"  coverage                  {_pct(r['coverage'])}   (threshold {r['threshold']}"
+        + (f", margin {r['margin']})" if r["margin"] else ")"),
+        f"  accuracy on covered       {_pct(r['covered_accuracy'])}",
+    ]
+    if r["out_of_set"]:
+        lines.append(f"  out-of-set messages       {r['out_of_set']}, abstained {_pct(r['out_of_set_abstained'])}")
+    lines += ["", f"  {'label':32s} {'prec':>6s} {'recall':>6s} {'F1':>6s} {'support':>7s}"]
+    lines += [
+        f"  {x['label'][:32]:32s} {_pct(x['precision'])} {_pct(x['recall'])} {_pct(x['f1'])} {x['support']:7d}"
+        for x in r["per_label"]
+    ]
+    if r["confused"]:
+        lines += ["", "  most confused (gold -> top label)"]
+        lines += [f"  {c['count']:5d}  {c['gold']} -> {c['predicted']}" for c in r["confused"]]
+    if "sweep" in r:
+        lines += ["", f"  {'threshold':>9s} {'coverage':>9s} {'accuracy':>9s}"]
+        lines += [
+            f"  {p['threshold']:9.4f} {_pct(p['coverage']):>9s} {_pct(p['covered_accuracy']):>9s}" for p in r["sweep"]
+        ]
+    if "plot" in r:
+        lines += ["", f"  plot written to {r['plot']}"]
+    return "\n".join(lines)
+
+
+def _tune_text(r: dict[str, Any]) -> str:
+    target = ", ".join(f"{k} {v}" for k, v in r["target"].items())
+    exp, cur = r["expected"], r["current"]
+    lines = [
+        f"{r['label_set']} · {r['model']} · target {target}"
+        + ("" if r["reached"] else "  (NOT reachable on this sample)"),
+        f"  now:       threshold {cur['threshold']}: coverage {_pct(cur['coverage'])}, "
+        f"accuracy on covered {_pct(cur['covered_accuracy'])}",
+        f"  suggested: threshold {r['threshold']}: coverage {_pct(exp['coverage'])}, "
+        f"accuracy on covered {_pct(exp['covered_accuracy'])} (on {exp['n']} messages)",
+        "",
+        f"threshold: {r['threshold']}",
+    ]
+    if r["labels"]:
+        lines.append("# per-label overrides (set `threshold:` on these labels):")
+        lines += [f"#   {name}: {t}" for name, t in r["labels"].items()]
+    return "\n".join(lines)
