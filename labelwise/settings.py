@@ -51,6 +51,12 @@ class Settings(BaseSettings):
     batch_size: int = Field(32, ge=1, description="Most messages a worker process encodes in one model call.")
     max_text_chars: int = Field(20_000, ge=1, description="Longer texts fail their job with a clear error.")
     top_k: int = Field(5, ge=1, description="How many ranked labels a result lists.")
+    traffic_keep: int = Field(
+        10_000, ge=0, description="Recent message vectors kept per label set to refine its label vectors (0: none)."
+    )
+    traffic_refresh_every: int = Field(
+        1_000, ge=1, description="Label vectors are refined again after this many new messages of a set."
+    )
     label_cache_size: int = Field(64, ge=1, description="Label-set versions whose embeddings a worker keeps in memory.")
     db_retry_max: int | None = Field(
         None,

@@ -320,5 +320,27 @@ class LabelCache:
                 self._items.popitem(last=False)
         return index
 
+    def peek(self, version_id: int, model_id: str, traffic_key: str | None = None) -> LabelIndex | None:
+        """The cached index, or None (nothing is built)."""
+        with self._lock:
+            index = self._items.get((version_id, model_id, traffic_key))
+            if index is not None:
+                self._items.move_to_end((version_id, model_id, traffic_key))
+            return index
+
+    def latest(self, version_id: int, model_id: str) -> LabelIndex | None:
+        """The most recently used index of this version and model, whatever its traffic."""
+        with self._lock:
+            for (version, model, _), index in reversed(self._items.items()):
+                if (version, model) == (version_id, model_id):
+                    return index
+        return None
+
+    def put(self, version_id: int, model_id: str, traffic_key: str | None, index: LabelIndex) -> None:
+        with self._lock:
+            self._items[(version_id, model_id, traffic_key)] = index
+            while len(self._items) > self._max:
+                self._items.popitem(last=False)
+
     def __len__(self) -> int:
         return len(self._items)

@@ -57,10 +57,11 @@ def current_version(session: Session, *, tenant_id: int, name: str) -> LabelSetV
     return get_version(session, tenant_id=tenant_id, label_set_id=label_set.id, version=label_set.current_version)
 
 
-def current_version_ref(session: Session, *, tenant_id: int, name: str) -> tuple[int, int]:
-    """``(version row id, version number)`` a new message uses, without loading the document."""
+def current_version_ref(session: Session, *, tenant_id: int, name: str) -> tuple[int, int, int, int]:
+    """``(version row id, version number, label set id, messages seen)`` a new message uses, without
+    loading the document."""
     row = session.execute(
-        select(LabelSetVersion.id, LabelSetVersion.version)
+        select(LabelSetVersion.id, LabelSetVersion.version, LabelSet.id, LabelSet.traffic_seen)
         .join(LabelSet, LabelSet.id == LabelSetVersion.label_set_id)
         .where(
             LabelSet.tenant_id == tenant_id,
@@ -71,7 +72,7 @@ def current_version_ref(session: Session, *, tenant_id: int, name: str) -> tuple
     ).first()
     if row is None:
         raise NotFoundError(f"unknown label set {name!r}")
-    return row[0], row[1]
+    return row[0], row[1], row[2], row[3]
 
 
 def version_document(session: Session, version_id: int) -> dict[str, Any]:

@@ -78,6 +78,7 @@ class LabelSet(Base):
     current_version: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
     deleted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    traffic_seen: Mapped[int] = mapped_column(Integer, default=0)  # messages classified with this set, ever
 
 
 class LabelSetVersion(Base):
@@ -188,3 +189,15 @@ class TextEmbedding(Base):
     text_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     vector: Mapped[bytes] = mapped_column(LargeBinary)  # float32, little-endian
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class TrafficVector(Base):
+    """Recent messages of a label set as vectors (float16), no text: what refines its label vectors."""
+
+    __tablename__ = "traffic_vectors"
+    __table_args__ = (Index("ix_traffic_set_model", "label_set_id", "model_id", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    label_set_id: Mapped[int] = mapped_column(ForeignKey("label_sets.id", ondelete="CASCADE"))
+    model_id: Mapped[str] = mapped_column(String(200))
+    vector: Mapped[bytes] = mapped_column(LargeBinary)

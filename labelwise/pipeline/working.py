@@ -8,24 +8,25 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from labelwise.classify.base import Encoder
 from labelwise.classify.classifier import Classifier
 from labelwise.classify.scoring import Scored, score
 from labelwise.classify.stored import StoredEncoder
 from labelwise.errors import InvalidInputError, NotFoundError
-from labelwise.labelset import LabelSetDocument
 from labelwise.messages import ClassifyMessage, parse_message, sanitize
 from labelwise.models import jobs, labelsets, tenants
 from labelwise.models.tables import Job
 from labelwise.pipeline.classifying import job_fields
 from labelwise.pipeline.common import database_errors
 from labelwise.pipeline.integrating import pending_deliveries, plan_deliveries
+from labelwise.pipeline.traffic import Refiner, document_loader, record
 from labelwise.pipeline.views import job_view, to_result
 
 log = logging.getLogger(__name__)
@@ -54,16 +55,24 @@ class _Claimed:
     text: str
     version_id: int
     version: int
+    label_set_id: int
+    seen: int
 
 
 def classify_batch(
-    sessions: sessionmaker[Session], classifier: Classifier, messages: list[Message], *, max_text_chars: int
+    sessions: sessionmaker[Session],
+    classifier: Classifier,
+    messages: list[Message],
+    *,
+    max_text_chars: int,
+    refiner: Refiner | None = None,
 ) -> list[Classified]:
     """Classify a batch; one Classified per message, in order, with the deliveries to enqueue after commit.
 
     Bad input ends as a ``failed`` job. A job that is already finished (a redelivered message, or a
     repeated idempotency key) comes back as it is, never classified twice, with its still-pending
-    deliveries, so a worker that died between commit and enqueue loses none.
+    deliveries, so a worker that died between commit and enqueue loses none. With a ``refiner``, the
+    messages' vectors are kept as their label set's traffic and label vectors refined from it.
     Raises DatabaseUnavailableError (retryable) when the database cannot be reached.
     """
     results: list[Classified | None] = [None] * len(messages)
@@ -81,14 +90,23 @@ def classify_batch(
                 results[i] = Classified(job_view(claimed), pending_deliveries(session, claimed.id))
             else:
                 todo[i] = claimed
-        docs = _documents(session, {c.version_id for c in todo.values()})
-    scored = _score(classifier, list(todo.values()), docs, label_encoder=StoredEncoder(classifier.encoder, sessions))
+    claimed_all = list(todo.values())
+    scored, vectors = _score(classifier, claimed_all, sessions=sessions, refiner=refiner)
     with database_errors(), sessions.begin() as session:
         for (i, claimed), outcome in zip(todo.items(), scored, strict=True):
             job = jobs.get_job(session, claimed.job_id)
             result = to_result(outcome, version=claimed.version, model=classifier.model_id)
             jobs.mark_done(job, result=result, version_id=claimed.version_id)
             results[i] = Classified(job_view(job), plan_deliveries(session, job))
+        if refiner is not None:
+            for label_set_id, rows in _rows_by(claimed_all, lambda c: c.label_set_id).items():
+                record(
+                    session,
+                    refiner.policy,
+                    label_set_id=label_set_id,
+                    model_id=classifier.model_id,
+                    vectors=vectors[rows],
+                )
     return [_own_or_first(results, i, first_of[job_id]) for i, job_id in enumerate(job_ids)]
 
 
@@ -128,35 +146,52 @@ def _claim(session: Session, message: Message, *, max_text_chars: int) -> Job | 
         jobs.mark_failed(job, error=f"unknown tenant {msg.tenant!r}")
         return job
     try:
-        version_id, version = labelsets.current_version_ref(session, tenant_id=job.tenant_id, name=msg.label_set)
+        ref = labelsets.current_version_ref(session, tenant_id=job.tenant_id, name=msg.label_set)
     except NotFoundError as e:
         jobs.mark_failed(job, error=e.message)
         return job
     jobs.mark_running(job)
-    return _Claimed(job.id, msg.text, version_id, version)
-
-
-def _documents(session: Session, version_ids: set[int]) -> dict[int, LabelSetDocument]:
-    return {v: LabelSetDocument.model_validate(labelsets.version_document(session, v)) for v in version_ids}
+    return _Claimed(job.id, msg.text, *ref)
 
 
 def _score(
-    classifier: Classifier, todo: list[_Claimed], docs: dict[int, LabelSetDocument], *, label_encoder: Encoder
-) -> list[Scored]:
-    """Encode every text in one call, then score each against its own label set (label vectors come from
-    the in-process cache, else from SQL via ``label_encoder``, else from the model)."""
+    classifier: Classifier, todo: list[_Claimed], *, sessions: sessionmaker[Session], refiner: Refiner | None
+) -> tuple[list[Scored], np.ndarray]:
+    """Encode every text in one call, then score each against its own label set.
+
+    Label vectors come from the in-process cache, else are built (label texts' embeddings from SQL
+    when stored, else from the model); with a refiner, from the set's traffic as well.
+    """
     if not todo:
-        return []
+        return [], np.zeros((0, 0), dtype=np.float32)
     vectors = classifier.encoder.encode([c.text for c in todo])
-    rows_of: dict[int, list[int]] = defaultdict(list)
-    for row, claimed in enumerate(todo):
-        rows_of[claimed.version_id].append(row)
+    label_encoder = StoredEncoder(classifier.encoder, sessions)
     out: list[Scored | None] = [None] * len(todo)
-    for version_id, rows in rows_of.items():
-        index = classifier.cache.get_or_build(version_id, docs[version_id], label_encoder)
+    for version_id, rows in _rows_by(todo, lambda c: c.version_id).items():
+        first = todo[rows[0]]
+        load_doc = document_loader(sessions, version_id)
+        if refiner is not None:
+            index = refiner.index_for(
+                version_id=version_id,
+                label_set_id=first.label_set_id,
+                seen=first.seen,
+                load_doc=load_doc,
+                encoder=label_encoder,
+            )
+        else:
+            index = classifier.cache.peek(version_id, classifier.model_id) or classifier.cache.get_or_build(
+                version_id, load_doc(), label_encoder
+            )
         for row, outcome in zip(rows, score(index, vectors[rows], top_k=classifier.top_k), strict=True):
             out[row] = outcome
-    return [x for x in out if x is not None]
+    return [x for x in out if x is not None], vectors
+
+
+def _rows_by(todo: list[_Claimed], key: Callable[[_Claimed], int]) -> dict[int, list[int]]:
+    rows: dict[int, list[int]] = defaultdict(list)
+    for row, claimed in enumerate(todo):
+        rows[key(claimed)].append(row)
+    return rows
 
 
 def _find_or_create(session: Session, *, task_id: str, msg: ClassifyMessage) -> Job:

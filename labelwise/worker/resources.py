@@ -15,6 +15,7 @@ from labelwise.classify.sentence import SentenceTransformerEncoder
 from labelwise.crypto import SecretBox, secret_box
 from labelwise.integrations.guard import make_client
 from labelwise.models.db import make_engine, make_session_factory
+from labelwise.pipeline.traffic import Refiner, TrafficPolicy
 from labelwise.pipeline.working import Classified, Message, classify_batch
 from labelwise.settings import Settings
 from labelwise.worker.batching import Batcher
@@ -40,8 +41,14 @@ def build_resources(settings: Settings) -> Resources:
     engine = make_engine(settings.resolved_database_url())
     sessions = make_session_factory(engine)
     classifier = build_classifier(settings)
+    refiner = None
+    if settings.traffic_keep:
+        policy = TrafficPolicy(keep=settings.traffic_keep, refresh_every=settings.traffic_refresh_every)
+        refiner = Refiner(sessions, classifier.cache, policy)
     batcher: Batcher[Message, Classified] = Batcher(
-        lambda messages: classify_batch(sessions, classifier, messages, max_text_chars=settings.max_text_chars),
+        lambda messages: classify_batch(
+            sessions, classifier, messages, max_text_chars=settings.max_text_chars, refiner=refiner
+        ),
         max_batch=settings.batch_size,
     )
     return Resources(

@@ -1,0 +1,140 @@
+"""A label set's recent traffic: kept in SQL by the worker, and used to refine its label vectors.
+
+Every classified message's vector is stored (float16) under its label set; the newest
+``keep`` stay. Each time another ``refresh_every`` messages have been seen, the label vectors are
+rebuilt from the newest traffic in a background thread, while messages go on being scored with the
+index in hand (stale-while-revalidate): no message waits for a rebuild.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from sqlalchemy.orm import Session, sessionmaker
+
+from labelwise.classify.base import Encoder
+from labelwise.classify.labels import LabelCache, LabelIndex, Traffic
+from labelwise.labelset import LabelSetDocument
+from labelwise.models import labelsets, traffic
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrafficPolicy:
+    keep: int = 10_000
+    refresh_every: int = 1_000
+
+    def key(self, label_set_id: int, seen: int) -> str | None:
+        """The traffic key an index of this set should have now; None before the first refresh."""
+        epoch = seen // self.refresh_every
+        return f"{label_set_id}:{epoch}" if epoch > 0 else None
+
+
+def to_rows(vectors: np.ndarray) -> list[bytes]:
+    return [row.astype("<f2").tobytes() for row in vectors]
+
+
+def from_rows(rows: list[bytes]) -> np.ndarray:
+    if not rows:
+        return np.zeros((0, 0), dtype=np.float32)
+    return np.stack([np.frombuffer(r, dtype="<f2") for r in rows]).astype(np.float32)
+
+
+def record(session: Session, policy: TrafficPolicy, *, label_set_id: int, model_id: str, vectors: np.ndarray) -> None:
+    """Keep the vectors of messages just classified with a set; prune when a refresh is due."""
+    seen = traffic.append(session, label_set_id=label_set_id, model_id=model_id, vectors=to_rows(vectors))
+    if (seen - len(vectors)) // policy.refresh_every != seen // policy.refresh_every:
+        traffic.prune(session, label_set_id=label_set_id, model_id=model_id, keep=policy.keep)
+
+
+class Refiner:
+    """One background thread per worker process that rebuilds label indexes from traffic."""
+
+    def __init__(self, sessions: sessionmaker[Session], cache: LabelCache, policy: TrafficPolicy) -> None:
+        self.sessions, self.cache, self.policy = sessions, cache, policy
+        self._queue: queue.SimpleQueue[tuple[tuple[int, str, str], Callable[[], None]]] = queue.SimpleQueue()
+        self._pending: set[tuple[int, str, str]] = set()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self.rebuilt = 0
+
+    def index_for(
+        self,
+        *,
+        version_id: int,
+        label_set_id: int,
+        seen: int,
+        load_doc: Callable[[], LabelSetDocument],
+        encoder: Encoder,
+    ) -> LabelIndex:
+        """The freshest index at hand; schedules a rebuild when the traffic has moved on."""
+        key = self.policy.key(label_set_id, seen)
+        index = self.cache.peek(version_id, encoder.model_id, key)
+        if index is not None:
+            return index
+        index = self.cache.latest(version_id, encoder.model_id)
+        if index is None:
+            index = self.cache.get_or_build(version_id, load_doc(), encoder)  # no traffic: fast
+        if key is not None:
+            self._schedule(
+                (version_id, encoder.model_id, key),
+                lambda: self._rebuild(
+                    version_id=version_id, label_set_id=label_set_id, key=key, load_doc=load_doc, encoder=encoder
+                ),
+            )
+        return index
+
+    def _rebuild(
+        self,
+        *,
+        version_id: int,
+        label_set_id: int,
+        key: str,
+        load_doc: Callable[[], LabelSetDocument],
+        encoder: Encoder,
+    ) -> None:
+        with self.sessions() as session:
+            rows = traffic.latest(session, label_set_id=label_set_id, model_id=encoder.model_id, limit=self.policy.keep)
+        self.cache.get_or_build(version_id, load_doc(), encoder, traffic=Traffic(key, from_rows(rows)))
+        self.rebuilt += 1
+        log.info(
+            "label set %s version %s: label vectors refined from %d recent messages",
+            label_set_id,
+            version_id,
+            len(rows),
+        )
+
+    def _schedule(self, job_key: tuple[int, str, str], work: Callable[[], None]) -> None:
+        with self._lock:
+            if job_key in self._pending:
+                return
+            self._pending.add(job_key)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="labelwise-refiner", daemon=True)
+                self._thread.start()
+        self._queue.put((job_key, work))
+
+    def _run(self) -> None:
+        while True:
+            job_key, work = self._queue.get()
+            try:
+                work()
+            except Exception:  # a failed rebuild leaves the previous index in use; the next epoch retries
+                log.exception("refining label vectors failed")
+            finally:
+                with self._lock:
+                    self._pending.discard(job_key)
+
+
+def document_loader(sessions: sessionmaker[Session], version_id: int) -> Callable[[], LabelSetDocument]:
+    def load() -> LabelSetDocument:
+        with sessions() as session:
+            return LabelSetDocument.model_validate(labelsets.version_document(session, version_id))
+
+    return load

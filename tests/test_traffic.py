@@ -1,0 +1,41 @@
+"""Traffic: the worker keeps recent message vectors per label set and refines label vectors from them
+in the background, while scoring goes on with the index in hand."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from labelwise import pipeline
+from labelwise.classify.classifier import Classifier
+from labelwise.labelset import load_yaml
+from labelwise.models import tenants, traffic
+from labelwise.pipeline.traffic import Refiner, TrafficPolicy
+from labelwise.pipeline.working import Message, classify_batch
+
+TINY = Path(__file__).parent / "data" / "tiny.yaml"
+
+
+def test_traffic_is_kept_pruned_and_refines_in_the_background(sessions, encoder) -> None:  # type: ignore[no-untyped-def]
+    with sessions.begin() as s:
+        tenants.create_tenant(s, "acme")
+        version, _ = pipeline.apply_label_set(s, tenant="acme", doc=load_yaml(TINY.read_text()))
+        label_set_id = version.label_set_id
+    classifier = Classifier(encoder)
+    refiner = Refiner(sessions, classifier.cache, TrafficPolicy(keep=6, refresh_every=4))
+    texts = ["I was charged twice", "The app crashes", "Reset my password", "Invoice is wrong", "Error 500 again"]
+    for n, text in enumerate(texts):
+        message = Message(f"job-{n}", {"tenant": "acme", "label_set": "tiny", "text": text})
+        [done] = classify_batch(sessions, classifier, [message], max_text_chars=1000, refiner=refiner)
+        assert done.view["status"] == "done"
+    with sessions() as s:
+        kept = traffic.latest(s, label_set_id=label_set_id, model_id=encoder.model_id, limit=100)
+    assert len(kept) == 5  # pruned at the refresh (4 seen), keep=6: nothing to drop yet
+    deadline = time.monotonic() + 30
+    while refiner.rebuilt < 1:  # the 5th message saw 4 seen -> epoch 1 -> a background rebuild
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    refined = classifier.cache.peek(version.id, encoder.model_id, f"{label_set_id}:1")
+    assert refined is not None
+    plain = classifier.cache.peek(version.id, encoder.model_id, None)
+    assert plain is not None and not (refined.vectors == plain.vectors).all()
