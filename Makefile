@@ -49,6 +49,7 @@ test-fast: install
 
 lint: install
 	$(VENV)/bin/ruff check labelwise tests bench
+	$(VENV)/bin/ruff format --check labelwise tests bench
 
 clean:
 	rm -rf $(VENV) .labelwise .pytest_cache

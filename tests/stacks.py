@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -28,6 +29,7 @@ REDIS_URL = os.environ.get("LABELWISE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0
 AMQP_URL = os.environ.get("LABELWISE_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
 REQUIRE = os.environ.get("LABELWISE_TEST_REQUIRE_SERVICES") == "1"
 ROOT = Path(__file__).parent.parent
+ONNX_DIR = Path(tempfile.gettempdir()) / "labelwise-test-onnx"
 
 
 def need_service(name: str, host: str, port: int) -> None:
@@ -85,6 +87,8 @@ class Stack:
             "LABELWISE_DELIVERY_MAX_ATTEMPTS": "4",
             "LABELWISE_DELIVERY_BACKOFF_BASE_S": "0.2",
             "LABELWISE_DELIVERY_BACKOFF_MAX_S": "1",
+            "LABELWISE_ONNX_DIR": str(ONNX_DIR),  # one export per test session, shared by every stack
+            "LABELWISE_WORKER_PROCESSES": "1",  # one process per test worker keeps the suite light
             "HF_HUB_OFFLINE": "1",
         }
 

@@ -71,7 +71,8 @@ def _run_processes(settings: Settings, loglevel: str | None) -> int:
         "LABELWISE_BATCH_SIZE": str(settings.batch_size),
     }
     args = [sys.executable, "-m", "labelwise", "worker", *([f"--loglevel={loglevel}"] if loglevel else [])]
-    children = [subprocess.Popen(args, env=env, start_new_session=True) for _ in range(settings.worker_processes)]
+    # Same process group: a signal to the group (Ctrl-C, a supervisor) reaches every worker too.
+    children = [subprocess.Popen(args, env=env) for _ in range(settings.worker_processes)]
 
     def _stop(signum: int, _frame: Any) -> None:
         for child in children:

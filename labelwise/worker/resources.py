@@ -9,6 +9,7 @@ import httpx
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from labelwise.classify.base import Encoder
 from labelwise.classify.classifier import Classifier
 from labelwise.classify.labels import LabelCache
 from labelwise.classify.sentence import SentenceTransformerEncoder
@@ -33,7 +34,13 @@ class Resources:
 
 def build_classifier(settings: Settings) -> Classifier:
     threads = settings.torch_threads or max(1, (os.cpu_count() or 1) // settings.worker_processes)
-    encoder = SentenceTransformerEncoder(settings.model, threads=threads)
+    encoder: Encoder
+    if settings.backend == "onnx":
+        from labelwise.classify.onnx import OnnxEncoder
+
+        encoder = OnnxEncoder(settings.model, cache_dir=settings.onnx_dir or settings.home / "onnx", threads=threads)
+    else:
+        encoder = SentenceTransformerEncoder(settings.model, threads=threads)
     return Classifier(encoder=encoder, top_k=settings.top_k, cache=LabelCache(settings.label_cache_size))
 
 
