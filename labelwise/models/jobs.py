@@ -26,6 +26,11 @@ def find_job(session: Session, job_id: str) -> Job | None:
     return session.get(Job, job_id)
 
 
+def by_ids(session: Session, job_ids: list[str]) -> dict[str, Job]:
+    """The jobs among ``job_ids`` that exist, by id (one query)."""
+    return {job.id: job for job in session.scalars(select(Job).where(Job.id.in_(job_ids)))}
+
+
 def find_by_key(session: Session, *, tenant_id: int, key: str) -> Job | None:
     return session.scalar(select(Job).where(Job.tenant_id == tenant_id, Job.idempotency_key == key))
 

@@ -79,8 +79,12 @@ def delete_integration(session: Session, *, tenant_id: int, name: str) -> None:
     integrations.delete_integration(session, tenant_id=tenant_id, name=name)
 
 
-def plan_deliveries(session: Session, job: Job) -> list[str]:
-    """One pending delivery per target of a done job: its reply_to integration and subscribed webhooks."""
+def plan_deliveries(
+    session: Session, job: Job, *, subscribers: dict[tuple[int, str], list[Integration]] | None = None
+) -> list[str]:
+    """One pending delivery per target of a done job: its reply_to integration and subscribed webhooks.
+
+    ``subscribers`` memoises the subscribed webhooks per (tenant, label set) across a batch."""
     if job.tenant_id is None:
         return []
     targets: list[tuple[Integration, dict[str, Any] | None]] = []
@@ -90,7 +94,11 @@ def plan_deliveries(session: Session, job: Job) -> list[str]:
             log.warning("job %s: reply_to names unknown integration %r", job.id, job.reply_to["integration"])
         else:
             targets.append((row, {k: v for k, v in job.reply_to.items() if k != "integration"}))
-    for row in integrations.subscribers(session, tenant_id=job.tenant_id, label_set=job.label_set_name):
+    memo = {} if subscribers is None else subscribers
+    key = (job.tenant_id, job.label_set_name)
+    if key not in memo:
+        memo[key] = integrations.subscribers(session, tenant_id=job.tenant_id, label_set=job.label_set_name)
+    for row in memo[key]:
         if all(row.id != t.id for t, _ in targets):
             targets.append((row, None))
     planned = [

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -22,7 +22,7 @@ from labelwise.classify.stored import StoredEncoder
 from labelwise.errors import InvalidInputError, NotFoundError
 from labelwise.messages import ClassifyMessage, parse_message, sanitize
 from labelwise.models import jobs, labelsets, tenants
-from labelwise.models.tables import Job
+from labelwise.models.tables import Integration, Job
 from labelwise.pipeline.classifying import job_fields
 from labelwise.pipeline.common import database_errors
 from labelwise.pipeline.integrating import pending_deliveries, plan_deliveries
@@ -79,9 +79,10 @@ def classify_batch(
     todo: dict[int, _Claimed] = {}
     first_of: dict[str, int] = {}
     job_ids: list[str] = []
-    with database_errors(), sessions.begin() as session:
+    with database_errors(), sessions.begin() as session, session.no_autoflush:
+        lookups = _Lookups(jobs.by_ids(session, [m.task_id for m in messages]))
         for i, message in enumerate(messages):
-            claimed = _claim(session, message, max_text_chars=max_text_chars)
+            claimed = _claim(session, message, max_text_chars=max_text_chars, lookups=lookups)
             job_ids.append(claimed.id if isinstance(claimed, Job) else claimed.job_id)
             if job_ids[i] in first_of:  # the same job twice in one batch: classify it once
                 continue
@@ -92,12 +93,14 @@ def classify_batch(
                 todo[i] = claimed
     claimed_all = list(todo.values())
     scored, vectors = _score(classifier, claimed_all, sessions=sessions, refiner=refiner)
-    with database_errors(), sessions.begin() as session:
+    with database_errors(), sessions.begin() as session, session.no_autoflush:
+        found = jobs.by_ids(session, [c.job_id for c in claimed_all])
+        subscribers: dict[tuple[int, str], list[Integration]] = {}
         for (i, claimed), outcome in zip(todo.items(), scored, strict=True):
-            job = jobs.get_job(session, claimed.job_id)
+            job = found[claimed.job_id]
             result = to_result(outcome, version=claimed.version, model=classifier.model_id)
             jobs.mark_done(job, result=result, version_id=claimed.version_id)
-            results[i] = Classified(job_view(job), plan_deliveries(session, job))
+            results[i] = Classified(job_view(job), plan_deliveries(session, job, subscribers=subscribers))
         if refiner is not None:
             for label_set_id, rows in _rows_by(claimed_all, lambda c: c.label_set_id).items():
                 record(
@@ -133,20 +136,48 @@ def classify_message(
     return classify_batch(sessions, classifier, [Message(task_id, kwargs, args)], max_text_chars=max_text_chars)[0]
 
 
-def _claim(session: Session, message: Message, *, max_text_chars: int) -> Job | _Claimed:
+@dataclass
+class _Lookups:
+    """What one batch looks up once: its existing jobs, tenants by name, current versions by set."""
+
+    jobs: dict[str, Job]
+    tenants: dict[str, int | None] = field(default_factory=dict)
+    refs: dict[tuple[int, str], tuple[int, int, int, int] | NotFoundError] = field(default_factory=dict)
+
+    def tenant_id(self, session: Session, name: str) -> int | None:
+        if name not in self.tenants:
+            tenant = tenants.find_tenant(session, name)
+            self.tenants[name] = tenant.id if tenant else None
+        return self.tenants[name]
+
+    def ref(self, session: Session, tenant_id: int, name: str) -> tuple[int, int, int, int]:
+        """The set's current version reference; raises NotFoundError."""
+        key = (tenant_id, name)
+        if key not in self.refs:
+            try:
+                self.refs[key] = labelsets.current_version_ref(session, tenant_id=tenant_id, name=name)
+            except NotFoundError as e:
+                self.refs[key] = e
+        found = self.refs[key]
+        if isinstance(found, NotFoundError):
+            raise found
+        return found
+
+
+def _claim(session: Session, message: Message, *, max_text_chars: int, lookups: _Lookups) -> Job | _Claimed:
     """Find or create the job and mark it running; a finished or failed job comes back as a Job."""
     try:
         msg = parse_message(message.kwargs, max_text_chars=max_text_chars, args=message.args)
     except InvalidInputError as e:
         return _fail_unparsed(session, task_id=message.task_id, kwargs=message.kwargs, error=e.message)
-    job = _find_or_create(session, task_id=message.task_id, msg=msg)
+    job = _find_or_create(session, task_id=message.task_id, msg=msg, lookups=lookups)
     if job.status in ("done", "failed"):
         return job
     if job.tenant_id is None:
         jobs.mark_failed(job, error=f"unknown tenant {msg.tenant!r}")
         return job
     try:
-        ref = labelsets.current_version_ref(session, tenant_id=job.tenant_id, name=msg.label_set)
+        ref = lookups.ref(session, job.tenant_id, msg.label_set)
     except NotFoundError as e:
         jobs.mark_failed(job, error=e.message)
         return job
@@ -194,12 +225,11 @@ def _rows_by(todo: list[_Claimed], key: Callable[[_Claimed], int]) -> dict[int, 
     return rows
 
 
-def _find_or_create(session: Session, *, task_id: str, msg: ClassifyMessage) -> Job:
-    job = jobs.find_job(session, task_id)
+def _find_or_create(session: Session, *, task_id: str, msg: ClassifyMessage, lookups: _Lookups) -> Job:
+    job = lookups.jobs.get(task_id)
     if job is not None:
         return job
-    tenant = tenants.find_tenant(session, msg.tenant)
-    tenant_id = tenant.id if tenant else None
+    tenant_id = lookups.tenant_id(session, msg.tenant)
     if tenant_id is not None and msg.idempotency_key:
         existing = jobs.find_by_key(session, tenant_id=tenant_id, key=msg.idempotency_key)
         if existing is not None:
@@ -207,7 +237,9 @@ def _find_or_create(session: Session, *, task_id: str, msg: ClassifyMessage) -> 
             return existing
     try:
         with session.begin_nested():
-            return jobs.add_job(session, id=task_id, tenant_id=tenant_id, **job_fields(msg))
+            job = jobs.add_job(session, id=task_id, tenant_id=tenant_id, **job_fields(msg))
+        lookups.jobs[task_id] = job
+        return job
     except IntegrityError:
         # Another worker inserted the same job or key between our read and our insert.
         again = jobs.find_job(session, task_id)
