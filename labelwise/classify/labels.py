@@ -315,9 +315,7 @@ class LabelCache:
                 return self._items[key]
         index = build_index(doc, encoder, traffic=traffic)
         with self._lock:
-            self._items[key] = index
-            while len(self._items) > self._max:
-                self._items.popitem(last=False)
+            self._put(key, index)
         return index
 
     def peek(self, version_id: int, model_id: str, traffic_key: str | None = None) -> LabelIndex | None:
@@ -338,9 +336,16 @@ class LabelCache:
 
     def put(self, version_id: int, model_id: str, traffic_key: str | None, index: LabelIndex) -> None:
         with self._lock:
-            self._items[(version_id, model_id, traffic_key)] = index
-            while len(self._items) > self._max:
-                self._items.popitem(last=False)
+            self._put((version_id, model_id, traffic_key), index)
+
+    def _put(self, key: tuple[int, str, str | None], index: LabelIndex) -> None:
+        """Store under the lock; an index refined from newer traffic replaces older refined ones."""
+        if key[2] is not None:
+            for old in [k for k in self._items if k[:2] == key[:2] and k[2] is not None and k != key]:
+                del self._items[old]
+        self._items[key] = index
+        while len(self._items) > self._max:
+            self._items.popitem(last=False)
 
     def __len__(self) -> int:
         return len(self._items)
