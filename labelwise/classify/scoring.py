@@ -27,15 +27,19 @@ def decide(index: LabelIndex, sims: np.ndarray, *, top_k: int = 5) -> Scored:
 
 
 def _decide(index: LabelIndex, sims: np.ndarray, top_k: int) -> Scored:
-    order = np.argsort(-sims, kind="stable")
-    ranked = [{"name": index.names[i], "score": round(float(sims[i]), 4)} for i in order[:top_k]]
-    passing = [int(i) for i in order if sims[i] >= index.thresholds[i]]
+    """Array work only: its cost hardly grows with the number of labels (1,000 labels: see bench/)."""
+    k = min(max(top_k, 2), len(sims))  # at least two: the runner-up decides the margin
+    best = np.argpartition(-sims, k - 1)[:k] if k < len(sims) else np.arange(len(sims))
+    best = best[np.argsort(-sims[best], kind="stable")]
+    ranked = [{"name": index.names[i], "score": round(float(sims[i]), 4)} for i in best[:top_k]]
     if index.multi_label:
-        chosen = [index.names[i] for i in passing]
+        passing = np.flatnonzero(sims >= index.thresholds)
+        chosen = [index.names[i] for i in passing[np.argsort(-sims[passing], kind="stable")]]
     else:
-        top = int(order[0])
-        close = index.margin > 0 and len(order) > 1 and sims[top] - sims[int(order[1])] < index.margin
-        chosen = [index.names[top]] if passing and passing[0] == top and not close else []
+        top = int(best[0])
+        runner_up = float(sims[int(best[1])]) if len(best) > 1 else -np.inf
+        close = index.margin > 0 and len(sims) > 1 and float(sims[top]) - runner_up < index.margin
+        chosen = [index.names[top]] if sims[top] >= index.thresholds[top] and not close else []
     if chosen:
         return Scored(labels=ranked, chosen=chosen, abstained=False)
     return Scored(labels=ranked, chosen=[index.fallback] if index.fallback else [], abstained=True)
