@@ -22,7 +22,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.ceiling import BANKING77_TEST, read_texts  # noqa: E402
-from bench.throughput import LABELS, REDIS_URL, pg_database, start, stop, wait_until  # noqa: E402
+from bench.throughput import REDIS_URL, pg_database, seed, start, stop, wait_until, worker_env  # noqa: E402
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -34,29 +34,13 @@ def run(texts: list[str], *, rate: float, seconds: float, env: dict[str, str], h
     from celery import Celery
     from sqlalchemy import func, select
 
-    from labelwise import pipeline
-    from labelwise.labelset import load_yaml
-    from labelwise.models import tenants
-    from labelwise.models.db import make_engine, make_session_factory, upgrade
     from labelwise.models.tables import Job
 
     with pg_database() as url:
-        upgrade(url)
-        engine = make_engine(url)
-        sessions = make_session_factory(engine)
-        with sessions.begin() as s:
-            tenants.create_tenant(s, "bench")
-            pipeline.apply_label_set(s, tenant="bench", doc=load_yaml(LABELS.read_text()))
+        engine, sessions, _ = seed(url)
         queue = f"lat-{uuid.uuid4().hex[:8]}"
-        worker_env = {
-            **env,
-            "LABELWISE_HOME": str(home),
-            "LABELWISE_DATABASE_URL": url,
-            "LABELWISE_BROKER_URL": REDIS_URL,
-            "LABELWISE_QUEUE": queue,
-            "LABELWISE_LOG_LEVEL": "WARNING",
-        }
-        proc = start([sys.executable, "-m", "labelwise", "worker"], worker_env, home / "worker.log")
+        wenv = worker_env(env, home=home, database_url=url, broker_url=REDIS_URL, queue=queue)
+        proc = start([sys.executable, "-m", "labelwise", "worker"], wenv, home / "worker.log")
         app = Celery(broker=REDIS_URL, set_as_current=False)
         app.conf.task_serializer = "json"
         sent: dict[str, float] = {}

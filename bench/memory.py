@@ -21,7 +21,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.ceiling import BANKING77_TEST, read_texts  # noqa: E402
-from bench.throughput import LABELS, REDIS_URL, pg_database, publish, start, stop, tree_rss_mb  # noqa: E402
+from bench.throughput import REDIS_URL, pg_database, publish, seed, start, stop, tree_rss_mb, worker_env  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,31 +46,14 @@ def main(argv: list[str] | None = None) -> int:
 def measure(n: int, *, backend: str) -> dict[str, Any]:
     from sqlalchemy import func, select
 
-    from labelwise import pipeline
-    from labelwise.labelset import load_yaml
-    from labelwise.models import tenants
-    from labelwise.models.db import make_engine, make_session_factory, upgrade
     from labelwise.models.tables import Job
 
     texts = read_texts(BANKING77_TEST)
     with tempfile.TemporaryDirectory(prefix="lw-memory-") as tmp, pg_database() as url:
         home = Path(tmp)
-        upgrade(url)
-        engine = make_engine(url)
-        sessions = make_session_factory(engine)
-        with sessions.begin() as s:
-            tenants.create_tenant(s, "bench")
-            pipeline.apply_label_set(s, tenant="bench", doc=load_yaml(LABELS.read_text()))
+        engine, sessions, _ = seed(url)
         queue = f"mem-{uuid.uuid4().hex[:8]}"
-        env = {
-            "LABELWISE_HOME": str(home),
-            "LABELWISE_DATABASE_URL": url,
-            "LABELWISE_BROKER_URL": REDIS_URL,
-            "LABELWISE_QUEUE": queue,
-            "LABELWISE_LOG_LEVEL": "WARNING",
-            "LABELWISE_BACKEND": backend,
-            "HF_HUB_OFFLINE": "1",
-        }
+        env = worker_env({"LABELWISE_BACKEND": backend}, home=home, database_url=url, broker_url=REDIS_URL, queue=queue)
         proc = start([sys.executable, "-m", "labelwise", "worker"], env, home / "worker.log")
 
         def done() -> int:

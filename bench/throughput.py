@@ -55,6 +55,36 @@ def pg_database() -> Iterator[str]:
         admin.dispose()
 
 
+def seed(database_url: str, labels: Path = LABELS) -> tuple[Any, Any, Any]:
+    """Migrate, create the ``bench`` tenant if missing and apply ``labels``: ``(engine, sessions, doc)``."""
+    from labelwise import pipeline
+    from labelwise.labelset import load_yaml
+    from labelwise.models import tenants
+    from labelwise.models.db import make_engine, make_session_factory, upgrade
+
+    upgrade(database_url)
+    engine = make_engine(database_url)
+    sessions = make_session_factory(engine)
+    doc = load_yaml(labels.read_text())
+    with sessions.begin() as s:
+        if tenants.find_tenant(s, "bench") is None:
+            tenants.create_tenant(s, "bench")
+        pipeline.apply_label_set(s, tenant="bench", doc=doc)
+    return engine, sessions, doc
+
+
+def worker_env(env: dict[str, str], *, home: Path, database_url: str, broker_url: str, queue: str) -> dict[str, str]:
+    return {
+        **env,
+        "LABELWISE_HOME": str(home),
+        "LABELWISE_DATABASE_URL": database_url,
+        "LABELWISE_BROKER_URL": broker_url,
+        "LABELWISE_QUEUE": queue,
+        "LABELWISE_LOG_LEVEL": "WARNING",
+        "HF_HUB_OFFLINE": "1",
+    }
+
+
 def publish(broker_url: str, queue: str, task: str, calls: list[dict[str, Any]]) -> None:
     """Pre-enqueue every message with one producer connection."""
     from celery import Celery
@@ -120,33 +150,15 @@ def run_labelwise(
     """Pre-enqueue len(texts) messages, start one worker, time first dequeue to last commit."""
     from sqlalchemy import func, select
 
-    from labelwise import pipeline
-    from labelwise.labelset import load_yaml
-    from labelwise.models import tenants
-    from labelwise.models.db import make_engine, make_session_factory, upgrade
     from labelwise.models.tables import Job
 
-    upgrade(database_url)
-    engine = make_engine(database_url)
-    sessions = make_session_factory(engine)
-    doc = load_yaml(labels.read_text())
-    with sessions.begin() as s:
-        if tenants.find_tenant(s, "bench") is None:
-            tenants.create_tenant(s, "bench")
-        pipeline.apply_label_set(s, tenant="bench", doc=doc)
+    engine, sessions, doc = seed(database_url, labels)
     queue = f"bench-{uuid.uuid4().hex[:8]}"
     calls = [{"id": str(uuid.uuid4()), "kwargs": {"tenant": "bench", "label_set": doc.name, "text": t}} for t in texts]
     ids = [c["id"] for c in calls]
     publish(broker_url, queue, "labelwise.classify", calls)
-    worker_env = {
-        **env,
-        "LABELWISE_HOME": str(home),
-        "LABELWISE_DATABASE_URL": database_url,
-        "LABELWISE_BROKER_URL": broker_url,
-        "LABELWISE_QUEUE": queue,
-        "LABELWISE_LOG_LEVEL": "WARNING",
-    }
-    proc = start([sys.executable, "-m", "labelwise", "worker"], worker_env, home / "worker.log")
+    wenv = worker_env(env, home=home, database_url=database_url, broker_url=broker_url, queue=queue)
+    proc = start([sys.executable, "-m", "labelwise", "worker"], wenv, home / "worker.log")
 
     def done() -> int:
         with sessions() as s:
