@@ -91,26 +91,42 @@ def classify_batch(
                 results[i] = Classified(job_view(claimed), pending_deliveries(session, claimed.id))
             else:
                 todo[i] = claimed
-    claimed_all = list(todo.values())
-    scored, vectors = _score(classifier, claimed_all, sessions=sessions, refiner=refiner)
+    scored, vectors = _score(classifier, list(todo.values()), sessions=sessions, refiner=refiner)
     with database_errors(), sessions.begin() as session, session.no_autoflush:
-        found = jobs.by_ids(session, [c.job_id for c in claimed_all])
-        subscribers: dict[tuple[int, str], list[Integration]] = {}
-        for (i, claimed), outcome in zip(todo.items(), scored, strict=True):
-            job = found[claimed.job_id]
-            result = to_result(outcome, version=claimed.version, model=classifier.model_id)
-            jobs.mark_done(job, result=result, version_id=claimed.version_id)
-            results[i] = Classified(job_view(job), plan_deliveries(session, job, subscribers=subscribers))
-        if refiner is not None:
-            for label_set_id, rows in _rows_by(claimed_all, lambda c: c.label_set_id).items():
-                record(
-                    session,
-                    refiner.policy,
-                    label_set_id=label_set_id,
-                    model_id=classifier.model_id,
-                    vectors=vectors[rows],
-                )
+        stored = _store(session, classifier, todo, scored, vectors, refiner=refiner)
+    for i, classified in stored.items():
+        results[i] = classified
     return [_own_or_first(results, i, first_of[job_id]) for i, job_id in enumerate(job_ids)]
+
+
+def _store(
+    session: Session,
+    classifier: Classifier,
+    todo: dict[int, _Claimed],
+    scored: list[Scored],
+    vectors: np.ndarray,
+    *,
+    refiner: Refiner | None,
+) -> dict[int, Classified]:
+    """Mark the batch's jobs done, plan their deliveries and keep their vectors as traffic."""
+    claimed_all = list(todo.values())
+    found = jobs.by_ids(session, [c.job_id for c in claimed_all])
+    subscribers: dict[tuple[int, str], list[Integration]] = {}
+    out: dict[int, Classified] = {}
+    for (i, claimed), outcome in zip(todo.items(), scored, strict=True):
+        job = found[claimed.job_id]
+        jobs.mark_done(
+            job,
+            result=to_result(outcome, version=claimed.version, model=classifier.model_id),
+            version_id=claimed.version_id,
+        )
+        out[i] = Classified(job_view(job), plan_deliveries(session, job, subscribers=subscribers))
+    if refiner is not None:
+        for label_set_id, rows in _rows_by(claimed_all, lambda c: c.label_set_id).items():
+            record(
+                session, refiner.policy, label_set_id=label_set_id, model_id=classifier.model_id, vectors=vectors[rows]
+            )
+    return out
 
 
 def _own_or_first(results: list[Classified | None], i: int, first: int) -> Classified:
