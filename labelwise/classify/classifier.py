@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from labelwise.classify.base import Encoder
 from labelwise.classify.labels import LabelCache, Traffic
 from labelwise.classify.scoring import Scored, score
@@ -31,12 +29,5 @@ class Classifier:
         Label vectors are cached by version, model and ``traffic.key``: pass the label set's recent
         unlabeled messages (:class:`Traffic`) to refine them; a new key rebuilds them (seconds).
         """
-        return self.classify_vectors(version_id, doc, texts, traffic=traffic)[0]
-
-    def classify_vectors(
-        self, version_id: int, doc: LabelSetDocument, texts: Sequence[str], *, traffic: Traffic | None = None
-    ) -> tuple[list[Scored], np.ndarray]:
-        """:meth:`classify`, plus the texts' unit vectors (for a worker that keeps recent traffic)."""
         index = self.cache.get_or_build(version_id, doc, self.encoder, traffic=traffic)
-        vectors = self.encoder.encode(texts)
-        return score(index, vectors, top_k=self.top_k), vectors
+        return score(index, self.encoder.encode(texts), top_k=self.top_k)

@@ -47,11 +47,6 @@ def label_texts(label: Label) -> list[str]:
     return [f"{name}: {label.description}", label.description] if label.description else [name]
 
 
-def label_text(label: Label) -> str:
-    """The label's first text (kept for callers that show one text per label)."""
-    return label_texts(label)[0]
-
-
 @dataclass(frozen=True)
 class Traffic:
     """Recent unlabeled messages of one label set, as vectors; the worker keeps and refreshes them.
@@ -333,10 +328,6 @@ class LabelCache:
                 if (version, model) == (version_id, model_id):
                     return index
         return None
-
-    def put(self, version_id: int, model_id: str, traffic_key: str | None, index: LabelIndex) -> None:
-        with self._lock:
-            self._put((version_id, model_id, traffic_key), index)
 
     def _put(self, key: tuple[int, str, str | None], index: LabelIndex) -> None:
         """Store under the lock; an index refined from newer traffic replaces older refined ones."""
