@@ -21,11 +21,6 @@ def score(index: LabelIndex, text_vectors: np.ndarray, *, top_k: int = 5) -> lis
     return [_decide(index, row, top_k) for row in index.label_scores(text_vectors)]
 
 
-def decide(index: LabelIndex, sims: np.ndarray, *, top_k: int = 5) -> Scored:
-    """The choice for one message from its ``(n_labels,)`` scores (what :func:`score` does per row)."""
-    return _decide(index, sims, top_k)
-
-
 def _decide(index: LabelIndex, sims: np.ndarray, top_k: int) -> Scored:
     """Array work only: its cost hardly grows with the number of labels (1,000 labels: see bench/)."""
     k = min(max(top_k, 2), len(sims))  # at least two: the runner-up decides the margin

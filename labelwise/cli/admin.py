@@ -122,17 +122,15 @@ def labels_show(
     """Show a label set's current (or a given) version."""
     try:
         with get_ctx(ctx).sessions() as s:
-            tenant_row = tenants_q.get_tenant(s, tenant)
-            label_set = labelsets_q.get_label_set(s, tenant_id=tenant_row.id, name=name)
-            row = labelsets_q.get_version(
-                s, tenant_id=tenant_row.id, label_set_id=label_set.id, version=version or label_set.current_version or 0
-            )
-            out = {"name": name, **pipeline.version_view(row, current=label_set.current_version)}
+            tenant_id = tenants_q.get_tenant(s, tenant).id
+            out = pipeline.label_set_version(s, tenant_id=tenant_id, name=name, version=version)
     except LabelwiseError as e:
         fail(e, as_json=as_json)
     import yaml
 
-    human = f"# {name} version {row.version}\n" + yaml.safe_dump(row.document, sort_keys=False, allow_unicode=True)
+    human = f"# {name} version {out['version']}\n" + yaml.safe_dump(
+        out["document"], sort_keys=False, allow_unicode=True
+    )
     emit(out, as_json=as_json, human=human.rstrip())
 
 
@@ -143,10 +141,7 @@ def labels_versions(
     """List a label set's versions, oldest first."""
     try:
         with get_ctx(ctx).sessions() as s:
-            tenant_row = tenants_q.get_tenant(s, tenant)
-            label_set = labelsets_q.get_label_set(s, tenant_id=tenant_row.id, name=name)
-            rows = labelsets_q.list_versions(s, tenant_id=tenant_row.id, label_set_id=label_set.id)
-            out = [pipeline.version_view(r, current=label_set.current_version) for r in rows]
+            out = pipeline.label_set_versions(s, tenant_id=tenants_q.get_tenant(s, tenant).id, name=name)
     except LabelwiseError as e:
         fail(e, as_json=as_json)
     human = "\n".join(

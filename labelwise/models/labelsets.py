@@ -139,7 +139,3 @@ def delete_label_set(session: Session, *, tenant_id: int, name: str) -> None:
     """Soft-delete: new messages can no longer use it; jobs keep their versions."""
     label_set = get_label_set(session, tenant_id=tenant_id, name=name)
     label_set.deleted_at = utcnow()
-
-
-def version_by_id(session: Session, version_id: int) -> LabelSetVersion | None:
-    return session.get(LabelSetVersion, version_id)
