@@ -132,18 +132,41 @@ class _Runtime:
         return normalize(mean_pool(hidden, feeds["attention_mask"]))
 
 
-def plan_batches(lengths: Sequence[int], *, batch_size: int, max_batch_tokens: int) -> list[list[int]]:
-    """Indices grouped longest first (little padding, like sentence-transformers); each group has at most
-    ``batch_size`` rows and ``rows x longest <= max_batch_tokens``, but always at least one row."""
+# The fixed cost of one inference call, in padded tokens (rows x longest): on one thread a call of
+# all-MiniLM-L6-v2 costs about 1.27 ms plus 0.28 ms per padded token (fitted on Banking77 texts).
+CALL_TOKENS = 4.6
+
+
+def plan_batches(
+    lengths: Sequence[int], *, batch_size: int, max_batch_tokens: int, call_tokens: float = CALL_TOKENS
+) -> list[list[int]]:
+    """Indices grouped, longest first, so that the padded work plus a fixed cost per call is least.
+
+    Each group has at most ``batch_size`` rows and ``rows x longest <= max_batch_tokens`` (but always at
+    least one row). Padding a short text to a long one's length costs real work (a batch of 8
+    Banking77 texts padded to the longest costs 28% more per text than one at a time), while equal
+    lengths share a call's fixed cost (8 texts of one length: 19% less than one at a time); a dynamic
+    programme over the sorted lengths picks the cheapest contiguous split.
+    """
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    longest = [lengths[i] for i in order]
+    n = len(order)
+    cost = [0.0] + [float("inf")] * n  # cost[j]: cheapest plan for the j longest texts
+    cut = [0] * (n + 1)
+    for j in range(1, n + 1):
+        for i in range(j - 1, max(j - batch_size, 0) - 1, -1):  # group order[i:j], padded to longest[i]
+            rows = j - i
+            if rows > 1 and rows * longest[i] > max_batch_tokens:
+                break
+            candidate = cost[i] + call_tokens + rows * longest[i]
+            if candidate < cost[j]:
+                cost[j], cut[j] = candidate, i
     batches: list[list[int]] = []
-    for i in order:
-        current = batches[-1] if batches else []
-        if not current or len(current) == batch_size or (len(current) + 1) * lengths[current[0]] > max_batch_tokens:
-            batches.append([i])
-        else:
-            current.append(i)
-    return batches
+    j = n
+    while j > 0:
+        batches.append(order[cut[j] : j])
+        j = cut[j]
+    return batches[::-1]
 
 
 def load_tokenizer(model_dir: Path) -> Any:

@@ -118,9 +118,17 @@ def test_small_batches_and_token_budget_split_the_work_without_changing_results(
 def test_plan_batches_respects_rows_and_token_budget() -> None:
     """Longest first; at most batch_size rows; rows x longest within budget, but never an empty batch."""
     batches = onnx.plan_batches([3, 10, 5, 256, 256, 256, 7], batch_size=2, max_batch_tokens=600)
-    assert batches == [[3, 4], [5, 1], [6, 2], [0]]
+    assert batches == [[3, 4], [5], [1, 6], [2, 0]]
     assert onnx.plan_batches([300], batch_size=8, max_batch_tokens=10) == [[0]]
+    assert onnx.plan_batches([300, 300], batch_size=8, max_batch_tokens=10) == [[0], [1]]
     assert onnx.plan_batches([], batch_size=8, max_batch_tokens=10) == []
+
+
+def test_plan_batches_pads_little() -> None:
+    """Equal lengths share a call; a short text is not padded to a long one's length."""
+    assert onnx.plan_batches([12, 12, 12, 12], batch_size=8, max_batch_tokens=4096) == [[0, 1, 2, 3]]
+    assert onnx.plan_batches([12, 60, 12, 11], batch_size=8, max_batch_tokens=4096) == [[1], [0, 2, 3]]
+    assert onnx.plan_batches([12, 12, 12], batch_size=2, max_batch_tokens=4096) == [[0, 1], [2]]
 
 
 def test_no_texts_give_an_empty_matrix(onnx_encoder: OnnxEncoder) -> None:
