@@ -37,9 +37,15 @@ def find_by_key(session: Session, *, tenant_id: int, key: str) -> Job | None:
 
 def add_job(session: Session, **fields: Any) -> Job:
     """Insert a job row (flushes, so a duplicate key raises IntegrityError here)."""
-    job = Job(**fields)
-    session.add(job)
+    job = new_job(session, **fields)
     session.flush()
+    return job
+
+
+def new_job(session: Session, **fields: Any) -> Job:
+    """A queued job added to the session, inserted at its next flush (with others, in one statement)."""
+    job = Job(status="queued", attempts=0, created_at=utcnow(), **fields)
+    session.add(job)
     return job
 
 

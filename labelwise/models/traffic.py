@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from labelwise.models.tables import LabelSet, TrafficVector
@@ -10,7 +10,8 @@ from labelwise.models.tables import LabelSet, TrafficVector
 
 def append(session: Session, *, label_set_id: int, model_id: str, vectors: list[bytes]) -> int:
     """Store vectors and count them as seen; returns the set's new count of messages seen."""
-    session.add_all(TrafficVector(label_set_id=label_set_id, model_id=model_id, vector=v) for v in vectors)
+    rows = [{"label_set_id": label_set_id, "model_id": model_id, "vector": v} for v in vectors]
+    session.execute(insert(TrafficVector), rows)
     seen = session.execute(
         update(LabelSet)
         .where(LabelSet.id == label_set_id)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -22,7 +23,7 @@ from labelwise.classify.stored import StoredEncoder
 from labelwise.errors import InvalidInputError, NotFoundError
 from labelwise.messages import ClassifyMessage, parse_message, sanitize
 from labelwise.models import jobs, labelsets, tenants
-from labelwise.models.tables import Integration, Job
+from labelwise.models.tables import Integration, Job, utcnow
 from labelwise.pipeline.classifying import job_fields
 from labelwise.pipeline.common import database_errors
 from labelwise.pipeline.integrating import pending_deliveries, plan_deliveries
@@ -49,9 +50,9 @@ class Classified:
 
 @dataclass(frozen=True)
 class _Claimed:
-    """A job to classify, with the label-set version it uses."""
+    """A job to classify (its row, detached once claimed), with the label-set version it uses."""
 
-    job_id: str
+    job: Job
     text: str
     version_id: int
     version: int
@@ -75,28 +76,54 @@ def classify_batch(
     messages' vectors are kept as their label set's traffic and label vectors refined from it.
     Raises DatabaseUnavailableError (retryable) when the database cannot be reached.
     """
+    try:
+        claimed, finished = _claim_batch(sessions, messages, max_text_chars=max_text_chars, bulk=True)
+    except _Conflict:  # another worker inserted one of these jobs (or keys) meanwhile: one by one
+        claimed, finished = _claim_batch(sessions, messages, max_text_chars=max_text_chars, bulk=False)
     results: list[Classified | None] = [None] * len(messages)
     todo: dict[int, _Claimed] = {}
     first_of: dict[str, int] = {}
-    job_ids: list[str] = []
-    with database_errors(), sessions.begin() as session, session.no_autoflush:
-        lookups = _Lookups(jobs.by_ids(session, [m.task_id for m in messages]))
-        for i, message in enumerate(messages):
-            claimed = _claim(session, message, max_text_chars=max_text_chars, lookups=lookups)
-            job_ids.append(claimed.id if isinstance(claimed, Job) else claimed.job_id)
-            if job_ids[i] in first_of:  # the same job twice in one batch: classify it once
-                continue
-            first_of[job_ids[i]] = i
-            if isinstance(claimed, Job):
-                results[i] = Classified(job_view(claimed), pending_deliveries(session, claimed.id))
-            else:
-                todo[i] = claimed
+    job_ids = [c.id if isinstance(c, Job) else c.job.id for c in claimed]
+    for i, claim in enumerate(claimed):
+        if job_ids[i] in first_of:  # the same job twice in one batch: classify it once
+            continue
+        first_of[job_ids[i]] = i
+        if isinstance(claim, Job):
+            results[i] = Classified(job_view(claim), finished[claim.id])
+        else:
+            todo[i] = claim
     scored, vectors = _score(classifier, list(todo.values()), sessions=sessions, refiner=refiner)
-    with database_errors(), sessions.begin() as session, session.no_autoflush:
-        stored = _store(session, classifier, todo, scored, vectors, refiner=refiner)
-    for i, classified in stored.items():
-        results[i] = classified
+    if todo:
+        with database_errors(), sessions.begin() as session, session.no_autoflush:
+            stored = _store(session, classifier, todo, scored, vectors, refiner=refiner)
+        for i, classified in stored.items():
+            results[i] = classified
     return [_own_or_first(results, i, first_of[job_id]) for i, job_id in enumerate(job_ids)]
+
+
+class _Conflict(Exception):
+    """A bulk claim hit a job id or idempotency key inserted concurrently by another worker."""
+
+
+def _claim_batch(
+    sessions: sessionmaker[Session], messages: list[Message], *, max_text_chars: int, bulk: bool
+) -> tuple[list[Job | _Claimed], dict[str, list[str]]]:
+    """Claim every message in one transaction: the Job or _Claimed of each, and the pending
+    deliveries of the jobs that were already finished.
+
+    ``bulk``: new jobs are inserted in one statement at the end (raises _Conflict if another worker
+    got there first); otherwise each insert has its own savepoint and a conflict is resolved row by row.
+    """
+    with database_errors(), sessions.begin() as session, session.no_autoflush:
+        lookups = _Lookups(jobs.by_ids(session, [m.task_id for m in messages]), bulk=bulk)
+        claimed = [_claim(session, m, max_text_chars=max_text_chars, lookups=lookups) for m in messages]
+        if bulk:
+            try:
+                session.flush()
+            except IntegrityError as e:
+                raise _Conflict from e
+        finished = {c.id: pending_deliveries(session, c.id) for c in claimed if isinstance(c, Job)}
+    return claimed, finished
 
 
 def _store(
@@ -108,23 +135,39 @@ def _store(
     *,
     refiner: Refiner | None,
 ) -> dict[int, Classified]:
-    """Mark the batch's jobs done, plan their deliveries and keep their vectors as traffic."""
+    """Mark the batch's jobs done (one executemany), plan their deliveries and keep their vectors as traffic."""
     claimed_all = list(todo.values())
-    found = jobs.by_ids(session, [c.job_id for c in claimed_all])
-    subscribers: dict[tuple[int, str], list[Integration]] = {}
-    out: dict[int, Classified] = {}
-    for (i, claimed), outcome in zip(todo.items(), scored, strict=True):
-        job = found[claimed.job_id]
-        jobs.mark_done(
-            job,
-            result=to_result(outcome, version=claimed.version, model=classifier.model_id),
-            version_id=claimed.version_id,
+    finished_at = utcnow()
+    rows = []
+    for claimed, outcome in zip(claimed_all, scored, strict=True):
+        job = claimed.job  # detached: the claim's transaction is over; its fields are loaded
+        job.status, job.error, job.finished_at = "done", None, finished_at
+        job.result = to_result(outcome, version=claimed.version, model=classifier.model_id)
+        job.label_set_version_id = claimed.version_id
+        rows.append(
+            {
+                "id": job.id,
+                "status": "done",
+                "result": job.result,
+                "error": None,
+                "label_set_version_id": claimed.version_id,
+                "finished_at": finished_at,
+            }
         )
-        out[i] = Classified(job_view(job), plan_deliveries(session, job, subscribers=subscribers))
+    session.execute(update(Job), rows)
+    subscribers: dict[tuple[int, str], list[Integration]] = {}
+    out = {
+        i: Classified(job_view(c.job), plan_deliveries(session, c.job, subscribers=subscribers))
+        for i, c in todo.items()
+    }
     if refiner is not None:
-        for label_set_id, rows in _rows_by(claimed_all, lambda c: c.label_set_id).items():
+        for label_set_id, rows_of_set in _rows_by(claimed_all, lambda c: c.label_set_id).items():
             record(
-                session, refiner.policy, label_set_id=label_set_id, model_id=classifier.model_id, vectors=vectors[rows]
+                session,
+                refiner.policy,
+                label_set_id=label_set_id,
+                model_id=classifier.model_id,
+                vectors=vectors[rows_of_set],
             )
     return out
 
@@ -157,6 +200,8 @@ class _Lookups:
     """What one batch looks up once: its existing jobs, tenants by name, current versions by set."""
 
     jobs: dict[str, Job]
+    bulk: bool = False  # new jobs wait for one flush at the end of the claim (no savepoint each)
+    keys: dict[tuple[int, str], Job] = field(default_factory=dict)  # idempotency keys added in this batch
     tenants: dict[str, int | None] = field(default_factory=dict)
     refs: dict[tuple[int, str], tuple[int, int, int, int] | NotFoundError] = field(default_factory=dict)
 
@@ -185,7 +230,9 @@ def _claim(session: Session, message: Message, *, max_text_chars: int, lookups: 
     try:
         msg = parse_message(message.kwargs, max_text_chars=max_text_chars, args=message.args)
     except InvalidInputError as e:
-        return _fail_unparsed(session, task_id=message.task_id, kwargs=message.kwargs, error=e.message)
+        job = _fail_unparsed(session, task_id=message.task_id, kwargs=message.kwargs, error=e.message, lookups=lookups)
+        lookups.jobs[job.id] = job
+        return job
     job = _find_or_create(session, task_id=message.task_id, msg=msg, lookups=lookups)
     if job.status in ("done", "failed"):
         return job
@@ -198,7 +245,7 @@ def _claim(session: Session, message: Message, *, max_text_chars: int, lookups: 
         jobs.mark_failed(job, error=e.message)
         return job
     jobs.mark_running(job)
-    return _Claimed(job.id, msg.text, *ref)
+    return _Claimed(job, msg.text, *ref)
 
 
 def _score(
@@ -246,29 +293,35 @@ def _find_or_create(session: Session, *, task_id: str, msg: ClassifyMessage, loo
     if job is not None:
         return job
     tenant_id = lookups.tenant_id(session, msg.tenant)
-    if tenant_id is not None and msg.idempotency_key:
-        existing = jobs.find_by_key(session, tenant_id=tenant_id, key=msg.idempotency_key)
+    key = (tenant_id, msg.idempotency_key) if tenant_id is not None and msg.idempotency_key else None
+    if key is not None:
+        existing = lookups.keys.get(key) or jobs.find_by_key(session, tenant_id=key[0], key=key[1])
         if existing is not None:
             log.info("message %s repeats idempotency key of job %s", task_id, existing.id)
             return existing
-    try:
-        with session.begin_nested():
-            job = jobs.add_job(session, id=task_id, tenant_id=tenant_id, **job_fields(msg))
-        lookups.jobs[task_id] = job
-        return job
-    except IntegrityError:
-        # Another worker inserted the same job or key between our read and our insert.
-        again = jobs.find_job(session, task_id)
-        if again is None and tenant_id is not None and msg.idempotency_key:
-            again = jobs.find_by_key(session, tenant_id=tenant_id, key=msg.idempotency_key)
-        if again is None:
-            raise
-        return again
+    if lookups.bulk:
+        job = jobs.new_job(session, id=task_id, tenant_id=tenant_id, **job_fields(msg))
+    else:
+        try:
+            with session.begin_nested():
+                job = jobs.add_job(session, id=task_id, tenant_id=tenant_id, **job_fields(msg))
+        except IntegrityError:
+            # Another worker inserted the same job or key between our read and our insert.
+            again = jobs.find_job(session, task_id) or (
+                jobs.find_by_key(session, tenant_id=key[0], key=key[1]) if key is not None else None
+            )
+            if again is None:
+                raise
+            return again
+    lookups.jobs[task_id] = job
+    if key is not None:
+        lookups.keys[key] = job
+    return job
 
 
-def _fail_unparsed(session: Session, *, task_id: str, kwargs: Any, error: str) -> Job:
+def _fail_unparsed(session: Session, *, task_id: str, kwargs: Any, error: str, lookups: _Lookups) -> Job:
     """Record a message that failed validation as a failed job, keeping what it carried."""
-    job = jobs.find_job(session, task_id)
+    job = lookups.jobs.get(task_id) or jobs.find_job(session, task_id)
     if job is not None:
         if job.status != "done":
             jobs.mark_failed(job, error=error)
@@ -276,7 +329,7 @@ def _fail_unparsed(session: Session, *, task_id: str, kwargs: Any, error: str) -
     data = kwargs if isinstance(kwargs, dict) else {"text": repr(kwargs)}
     tenant_name = _as_text(data.get("tenant"), limit=200)
     tenant = tenants.find_tenant(session, tenant_name) if isinstance(data.get("tenant"), str) else None
-    job = jobs.add_job(
+    job = (jobs.new_job if lookups.bulk else jobs.add_job)(
         session,
         id=task_id,
         tenant_id=tenant.id if tenant else None,
