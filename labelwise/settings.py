@@ -64,6 +64,13 @@ class Settings(BaseSettings):
     traffic_refresh_every: int = Field(
         1_000, ge=1, description="Label vectors are refined again after this many new messages of a set."
     )
+    traffic_refine_share: float = Field(
+        0.05,
+        gt=0,
+        le=1,
+        description="Most share of a worker process's time spent refining label vectors in the background; "
+        "a refresh that is due waits until the last one's cost fits in this share.",
+    )
     label_cache_size: int = Field(64, ge=1, description="Label-set versions whose embeddings a worker keeps in memory.")
     db_retry_max: int | None = Field(
         None,

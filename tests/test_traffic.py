@@ -39,3 +39,45 @@ def test_traffic_is_kept_pruned_and_refines_in_the_background(sessions, encoder)
     assert refined is not None
     plain = classifier.cache.peek(version.id, encoder.model_id, None)
     assert plain is not None and not (refined.vectors == plain.vectors).all()
+
+
+def test_a_due_refresh_waits_until_the_last_rebuild_fits_the_cpu_share(sessions, encoder) -> None:  # type: ignore[no-untyped-def]
+    """A rebuild that took 1 s with a 10% share holds the next one back for 9 s; then it runs."""
+    with sessions.begin() as s:
+        tenants.create_tenant(s, "acme")
+        version, _ = pipeline.apply_label_set(s, tenant="acme", doc=load_yaml(TINY.read_text()))
+        label_set_id = version.label_set_id
+    classifier = Classifier(encoder)
+    now = [100.0]
+    refiner = Refiner(
+        sessions, classifier.cache, TrafficPolicy(keep=50, refresh_every=2), max_share=0.1, clock=lambda: now[0]
+    )
+    refiner._rebuild = lambda **_: now.__setitem__(0, now[0] + 1.0)  # type: ignore[method-assign]  # takes 1 s
+
+    def ask(seen: int) -> None:
+        refiner.index_for(
+            version_id=version.id,
+            label_set_id=label_set_id,
+            seen=seen,
+            load_doc=lambda: load_yaml(TINY.read_text()),
+            encoder=encoder,
+        )
+
+    def wait_idle() -> None:
+        deadline = time.monotonic() + 10
+        while refiner._pending:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+
+    ask(2)  # epoch 1 is due: scheduled at once
+    wait_idle()
+    assert now[0] == 101.0  # the rebuild ran and took 1 s
+    ask(4)  # epoch 2 is due, but 1 s of rebuilding buys 9 s of waiting
+    now[0] = 109.9
+    ask(4)
+    wait_idle()
+    assert now[0] == 109.9  # nothing ran
+    now[0] = 110.0
+    ask(6)
+    wait_idle()
+    assert now[0] == 111.0  # the next one ran

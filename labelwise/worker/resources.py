@@ -51,7 +51,7 @@ def build_resources(settings: Settings) -> Resources:
     refiner = None
     if settings.traffic_keep:
         policy = TrafficPolicy(keep=settings.traffic_keep, refresh_every=settings.traffic_refresh_every)
-        refiner = Refiner(sessions, classifier.cache, policy)
+        refiner = Refiner(sessions, classifier.cache, policy, max_share=settings.traffic_refine_share)
     batcher: Batcher[Message, Classified] = Batcher(
         lambda messages: classify_batch(
             sessions, classifier, messages, max_text_chars=settings.max_text_chars, refiner=refiner
