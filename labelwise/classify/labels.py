@@ -19,6 +19,16 @@ measured best on Banking77 train splits and AG News rows the benchmark does not 
   accuracy; it is 0.5 when a set has examples and 0 otherwise.
 - **Traffic.** Given recent unlabeled messages of the label set (:class:`Traffic`), the head is
   refined from them (:func:`refine_head`): names only on Banking77 0.62 -> 0.72, AG News 0.65 -> 0.81.
+  A fitted head is refitted on the seeds plus the messages, pseudo-labelled by label spreading. With
+  *dense* traffic (at least ``DENSE_TRAFFIC_PER_LABEL`` messages per label: a few broad labels) the
+  messages carry more than the seeds, so the refit is plain regularised logistic regression,
+  self-trained for ``DENSE_ROUNDS`` rounds, and the score is the head alone: AG News 8 examples
+  per label 0.80 -> 0.84 (the rule is a property of the set's own traffic size, not of a dataset).
+
+How the constants were chosen (never on the rows ``bench/accuracy.py`` reports): Banking77
+``train.csv`` split 50/50 (``default_rng(123)``): one half scored, the other half the pool for
+examples and the traffic; AG News rows 3,001-4,000 scored, rows 4,001+ the pool and the traffic;
+examples drawn with seeds 0, 1 and 2 and accuracies averaged.
 """
 
 from __future__ import annotations
@@ -140,8 +150,11 @@ def build_index(doc: LabelSetDocument, encoder: Encoder, *, traffic: Traffic | N
     if traffic is not None and len(traffic.vectors) and doc.refine_from_traffic is not False:
         room = SPREAD_MAX_CELLS // (NEIGHBOURS * len(doc.labels)) - len(seeds)
         if room > 0:
-            vectors, maybe_bias = refine_head(index, traffic.vectors[-room:])
+            recent = traffic.vectors[-room:]
+            vectors, maybe_bias = refine_head(index, recent)
             index = replace(index, vectors=vectors, bias=maybe_bias)
+            if maybe_bias is not None and dense_traffic(len(recent), len(doc.labels)):
+                index = replace(index, seed_weight=0.0)  # the head alone: see the module docstring
     return index
 
 
@@ -183,6 +196,16 @@ TRAFFIC_PRIOR = 0.2
 # seeds x labels per step (1,000 labels with examples would take minutes: they keep the cosine head),
 # and spreading holds (seeds + traffic) x NEIGHBOURS x labels floats (traffic is subsampled to fit).
 HEAD_MAX_CELLS = 2_000_000
+# Dense traffic: at least this many traffic messages per label (few broad labels, e.g. 4 news topics
+# and thousands of messages). The pseudo-labelled traffic then carries more than the seeds: the head
+# is refitted as plain L2-regularised logistic regression (pull DENSE_L2 toward zero, every message
+# weighted as a seed), relabelled by itself and refitted DENSE_ROUNDS times, and scores drop the
+# nearest-seed term. Chosen on AG News rows 3,001+ (8-shot 0.80 -> 0.85 on rows 3,001-4,000); on a
+# Banking77 train split (77 labels, <= 130 messages per label) the same rules cost 1-4 points, and
+# 300 lies well between the two (Banking77 can never reach it: the worker keeps 10,000 messages).
+DENSE_TRAFFIC_PER_LABEL = 300
+DENSE_L2 = 0.3
+DENSE_ROUNDS = 3
 SPREAD_MAX_CELLS = 20_000_000
 
 
@@ -215,14 +238,28 @@ def refine_head(index: LabelIndex, traffic: np.ndarray) -> tuple[np.ndarray, np.
         np.add.at(sums, assigned, x)
         return to_unit(index.vectors + TRAFFIC_WEIGHT * to_unit(sums)).astype(np.float32), None
     protos = _label_means(index.seeds, index.seed_owner, n_labels)
-    w, b = _softmax_regression(
-        np.vstack([index.seeds, x]),
-        np.r_[index.seed_owner, assigned],
-        init=index.vectors,
-        anchor=protos,
-        sample_weight=np.r_[np.ones(len(index.seeds)), np.full(len(x), PSEUDO_LABEL_WEIGHT)],
-    )
+    data = np.vstack([index.seeds, x])
+    if not dense_traffic(len(x), n_labels):
+        w, b = _softmax_regression(
+            data,
+            np.r_[index.seed_owner, assigned],
+            init=index.vectors,
+            anchor=protos,
+            sample_weight=np.r_[np.ones(len(index.seeds)), np.full(len(x), PSEUDO_LABEL_WEIGHT)],
+        )
+        return w, (b / HEAD_SCALE).astype(np.float32)
+    w = index.vectors
+    for _ in range(DENSE_ROUNDS):  # self-training: refit, relabel the traffic with the new head, refit
+        w, b = _softmax_regression(
+            data, np.r_[index.seed_owner, assigned], init=w, anchor=np.zeros_like(w), l2=DENSE_L2
+        )
+        assigned = (x @ w.T + b / HEAD_SCALE).argmax(axis=1)
     return w, (b / HEAD_SCALE).astype(np.float32)
+
+
+def dense_traffic(n_traffic: int, n_labels: int) -> bool:
+    """Enough traffic per label for the dense-traffic rules (see DENSE_TRAFFIC_PER_LABEL)."""
+    return n_traffic >= DENSE_TRAFFIC_PER_LABEL * n_labels
 
 
 def _label_means(vecs: np.ndarray, owner: np.ndarray, n_labels: int) -> np.ndarray:
@@ -238,6 +275,7 @@ def _softmax_regression(
     init: np.ndarray,
     anchor: np.ndarray,
     sample_weight: np.ndarray | None = None,
+    l2: float = HEAD_L2,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Full-batch Adam on softmax(HEAD_SCALE * x @ w.T + b) with an L2 pull of ``w`` toward ``anchor``."""
     x = x.astype(np.float32)
@@ -251,7 +289,7 @@ def _softmax_regression(
         logits = HEAD_SCALE * (x @ w.T) + b
         p = np.exp(logits - logits.max(axis=1, keepdims=True))
         g = (p / p.sum(axis=1, keepdims=True) - target) * sw[:, None]
-        grads = (HEAD_SCALE * (g.T @ x) + HEAD_L2 * (w - anchor), g.sum(axis=0))
+        grads = (HEAD_SCALE * (g.T @ x) + l2 * (w - anchor), g.sum(axis=0))
         for param, grad, (m, v) in zip((w, b), grads, moments, strict=True):
             m *= 0.9
             m += 0.1 * grad

@@ -7,7 +7,15 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from labelwise.classify.labels import LabelCache, Traffic, build_index, label_texts, refine_head, to_unit
+from labelwise.classify.labels import (
+    DENSE_TRAFFIC_PER_LABEL,
+    LabelCache,
+    Traffic,
+    build_index,
+    label_texts,
+    refine_head,
+    to_unit,
+)
 from labelwise.classify.scoring import score
 from labelwise.labelset import parse_document
 
@@ -109,6 +117,21 @@ def test_refinement_with_examples_refits_the_head() -> None:
     acc_before = float(((points @ index.vectors.T + index.bias).argmax(axis=1) == gold).mean())
     acc_after = float(((points @ vectors.T + bias).argmax(axis=1) == gold).mean())
     assert acc_after >= acc_before + 0.05
+
+
+def test_dense_traffic_self_trains_the_head_and_drops_the_nearest_seed_term() -> None:
+    """300+ messages per label: the head alone scores, refitted on the pseudo-labelled traffic."""
+    rng = np.random.default_rng(5)
+    centers, points, gold = clusters(rng, n_per=DENSE_TRAFFIC_PER_LABEL)
+    table = {
+        f"{n} {i}": to_unit(centers[j] + 0.6 * rng.standard_normal(DIM)) for j, n in enumerate("abc") for i in range(2)
+    }
+    enc = FakeEncoder(table)
+    d = doc([{"name": n, "examples": [f"{n} 0", f"{n} 1"]} for n in "abc"])
+    sparse = build_index(d, enc, traffic=Traffic("few", points[::2]))
+    dense = build_index(d, enc, traffic=Traffic("many", points))
+    assert sparse.seed_weight == 0.5 and dense.seed_weight == 0.0 and dense.bias is not None
+    assert float((dense.label_scores(points).argmax(axis=1) == gold).mean()) >= 0.95
 
 
 def test_centering_subtracts_the_traffic_mean_from_messages() -> None:
