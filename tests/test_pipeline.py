@@ -70,3 +70,46 @@ def test_failed_publish_removes_the_job_so_the_key_can_be_retried(seeded) -> Non
         seeded, parse_message(msg(idempotency_key="k"), max_text_chars=100), publish=lambda job: None
     )
     assert created and view["status"] == "queued"
+
+
+def test_a_batch_mixing_new_repeated_keyed_and_bad_messages(seeded, encoder) -> None:  # type: ignore[no-untyped-def]
+    """One batch: new jobs inserted together, a key repeated inside the batch is one job, a bad
+    message fails alone, and a message whose job is already done comes back as it was."""
+    classifier = Classifier(encoder)
+    done = pipeline.classify_message(seeded, classifier, task_id="old", kwargs=msg(), max_text_chars=100).view
+    batch = [
+        pipeline.Message("a", msg(text="The app crashes on start", idempotency_key="k1")),
+        pipeline.Message("b", msg(text="The app crashes on start", idempotency_key="k1")),
+        pipeline.Message("c", msg(text="")),
+        pipeline.Message("old", msg()),
+        pipeline.Message("d", msg(text="Reset my password please")),
+    ]
+    out = pipeline.classify_batch(seeded, classifier, batch, max_text_chars=100)
+    views = [o.view for o in out]
+    assert views[0]["job_id"] == views[1]["job_id"] == "a" and views[0]["status"] == "done"
+    assert views[2]["status"] == "failed" and "text" in views[2]["error"]
+    assert views[3] == done
+    assert views[4]["status"] == "done" and views[4]["chosen"] == ["account-access"]
+    with seeded() as s:
+        assert models_jobs.find_job(s, "b") is None  # the repeated key made no second job
+        assert [models_jobs.get_job(s, j).attempts for j in ("a", "d", "old")] == [1, 1, 1]
+
+
+def test_a_job_inserted_by_another_worker_mid_claim_is_not_lost(seeded, encoder, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The bulk insert conflicts (the other worker's row appeared after our read): the batch is
+    claimed again row by row and the existing job is used, not duplicated or failed."""
+    with seeded.begin() as s:
+        job, _ = pipeline.submit_job(s, parse_message(msg(), max_text_chars=100), job_id="raced")
+    real_by_ids = models_jobs.by_ids
+    reads: list[list[str]] = []
+
+    def stale_first_read(session, ids):  # type: ignore[no-untyped-def]
+        reads.append(ids)
+        return {} if len(reads) == 1 else real_by_ids(session, ids)  # the first read missed the row
+
+    monkeypatch.setattr(models_jobs, "by_ids", stale_first_read)
+    batch = [pipeline.Message("raced", msg()), pipeline.Message("fresh", msg(text="The app crashes"))]
+    out = pipeline.classify_batch(seeded, Classifier(encoder), batch, max_text_chars=100)
+    assert len(reads) == 2  # bulk claim, then the row-by-row one
+    assert [o.view["status"] for o in out] == ["done", "done"]
+    assert [o.view["chosen"] for o in out] == [["billing"], ["bug-report"]]

@@ -202,6 +202,7 @@ class _Lookups:
     jobs: dict[str, Job]
     bulk: bool = False  # new jobs wait for one flush at the end of the claim (no savepoint each)
     keys: dict[tuple[int, str], Job] = field(default_factory=dict)  # idempotency keys added in this batch
+    claimed: dict[str, _Claimed] = field(default_factory=dict)  # jobs marked running by this batch
     tenants: dict[str, int | None] = field(default_factory=dict)
     refs: dict[tuple[int, str], tuple[int, int, int, int] | NotFoundError] = field(default_factory=dict)
 
@@ -244,8 +245,10 @@ def _claim(session: Session, message: Message, *, max_text_chars: int, lookups: 
     except NotFoundError as e:
         jobs.mark_failed(job, error=e.message)
         return job
-    jobs.mark_running(job)
-    return _Claimed(job, msg.text, *ref)
+    if job.id not in lookups.claimed:  # a key repeated within the batch is one job and one attempt
+        jobs.mark_running(job)
+        lookups.claimed[job.id] = _Claimed(job, msg.text, *ref)
+    return lookups.claimed[job.id]
 
 
 def _score(
