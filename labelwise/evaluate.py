@@ -11,6 +11,11 @@ fallback, is *out of set*: the right answer for it is to abstain):
   is a miss), with the gold ``support``.
 - ``sweep``: one set-wide threshold at a time (per-label thresholds replaced by it, the margin
   kept): the coverage and covered accuracy it gives.
+- ``reliability``: how far the top score is from the chance that the top label is right: ``ece``
+  (expected calibration error: the top scores in 10 equal bins over [0, 1], the mean of
+  ``|accuracy - mean score|`` weighted by the bin's share of rows) and the accuracy of the rows in
+  score bins. A calibrated set (``calibration`` in its document, fitted by :func:`fit_calibration`)
+  should have an ECE of a few points on new messages like its tuning sample.
 """
 
 from __future__ import annotations
@@ -26,9 +31,10 @@ from typing import Any
 import numpy as np
 
 from labelwise.classify.classifier import Classifier
+from labelwise.classify.labels import calibrate
 from labelwise.classify.scoring import Scored
 from labelwise.errors import InvalidInputError
-from labelwise.labelset import LabelSetDocument
+from labelwise.labelset import Calibration, LabelSetDocument
 
 BATCH_SIZE = 64
 
@@ -361,3 +367,88 @@ def auroc(scores: Sequence[float] | np.ndarray, positive: Sequence[bool] | np.nd
     for a, b in zip(starts, ends, strict=True):
         ranks[order[a:b]] = (a + b + 1) / 2  # average rank of a tie group (1-based)
     return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+# --- calibration: Platt scaling on the top score and its lead, and how reliable scores are ---------
+
+CALIBRATION_L2 = 1e-5  # keeps the fit finite on a sample the scores separate perfectly
+RELIABILITY_BINS = ((0.0, 0.5), (0.5, 0.7), (0.7, 0.9), (0.9, 1.0))
+
+
+def fit_calibration(outcomes: Sequence[Outcome], *, use_margin: bool = True) -> Calibration:
+    """Fit ``P(top label right) = sigmoid(a * top + c * (top - second) + b)`` on raw-score outcomes.
+
+    Logistic regression by Newton's method on the two features; a slope that comes out negative is
+    dropped (set to 0) and the rest refitted, so the mapping never reorders labels. Raises ValueError
+    when the sample is all right or all wrong (nothing to calibrate against).
+    """
+    y = np.array([o.top == o.gold for o in outcomes], dtype=np.float64)
+    if y.all() or not y.any():
+        raise ValueError("calibration needs both right and wrong top labels in the sample")
+    top = np.array([o.top_score for o in outcomes], dtype=np.float64)
+    lead = np.array([o.top_score - (o.second_score if o.second_score is not None else o.top_score) for o in outcomes])
+    active = [0, 1] if use_margin else [0]
+    while True:
+        coef = _logistic(np.column_stack([np.stack([top, lead], axis=1)[:, active], np.ones(len(y))]), y)
+        negative = [f for f, w in zip(active, coef[:-1], strict=True) if w < 0]
+        if not negative:
+            break
+        active = [f for f in active if f not in negative]
+    slopes = dict(zip(active, coef[:-1], strict=True))
+    return Calibration(
+        score=round(float(slopes.get(0, 0.0)), 4),
+        margin=round(float(slopes.get(1, 0.0)), 4),
+        bias=round(float(coef[-1]), 4),
+    )
+
+
+def _logistic(x: np.ndarray, y: np.ndarray, *, steps: int = 50) -> np.ndarray:
+    """Coefficients (last one the intercept) of an L2-regularised logistic regression, Newton steps."""
+    w = np.zeros(x.shape[1])
+    reg = CALIBRATION_L2 * len(y) * np.r_[np.ones(x.shape[1] - 1), 0.0]
+    for _ in range(steps):
+        p = 1.0 / (1.0 + np.exp(-np.clip(x @ w, -50, 50)))
+        grad = x.T @ (p - y) + reg * w
+        hess = (x * (p * (1 - p))[:, None]).T @ x + np.diag(reg + 1e-9)
+        step = np.linalg.solve(hess, grad)
+        w -= step
+        if np.abs(step).max() < 1e-8:
+            break
+    return w
+
+
+def calibrated(outcomes: Sequence[Outcome], calibration: Calibration) -> list[Outcome]:
+    """The outcomes with their top two scores mapped to probabilities (labels and decisions kept)."""
+    cal = (calibration.score, calibration.margin, calibration.bias)
+    out = []
+    for o in outcomes:
+        second = o.second_score if o.second_score is not None else o.top_score
+        p = calibrate(np.array([[o.top_score, second]]), cal)[0]
+        out.append(
+            Outcome(o.gold, o.top, float(p[0]), None if o.second_score is None else float(p[1]), o.chosen, o.abstained)
+        )
+    return out
+
+
+def reliability(outcomes: Sequence[Outcome], *, bins: int = 10) -> dict[str, Any]:
+    """Expected calibration error of the top score and the accuracy in score bins (see the module docstring)."""
+    conf = np.clip(np.array([o.top_score for o in outcomes], dtype=np.float64), 0.0, 1.0)
+    right = np.array([o.top == o.gold for o in outcomes], dtype=np.float64)
+    which = np.minimum((conf * bins).astype(int), bins - 1)
+    ece = sum(
+        abs(right[which == i].mean() - conf[which == i].mean()) * (which == i).mean()
+        for i in range(bins)
+        if (which == i).any()
+    )
+    table = []
+    for lo, hi in RELIABILITY_BINS:
+        inside = (conf >= lo) & ((conf < hi) | (hi >= 1.0))
+        table.append(
+            {
+                "bin": f"{lo:.1f}-{hi:.1f}",
+                "n": int(inside.sum()),
+                "mean_score": float(conf[inside].mean()) if inside.any() else None,
+                "accuracy": float(right[inside].mean()) if inside.any() else None,
+            }
+        )
+    return {"ece": float(ece), "n": len(outcomes), "bins": table}

@@ -16,7 +16,7 @@ MAX_LABELS = 1_000
 MAX_DESCRIPTION_CHARS = 2_000
 MAX_EXAMPLES = 100
 MAX_EXAMPLE_CHARS = 2_000
-OPTIONAL_SET_FIELDS = ("margin", "refine_from_traffic")
+OPTIONAL_SET_FIELDS = ("margin", "refine_from_traffic", "calibration")
 
 SetName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
 LabelName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
@@ -33,6 +33,21 @@ class Label(BaseModel):
     description: Annotated[str, StringConstraints(strip_whitespace=True, max_length=MAX_DESCRIPTION_CHARS)] = ""
     examples: Annotated[list[Example], Field(max_length=MAX_EXAMPLES)] = []
     threshold: Threshold | None = Field(None, description="Overrides the set's threshold for this label.")
+
+
+class Calibration(BaseModel):
+    """Maps a label's raw score ``s`` to a probability that it is the right label.
+
+    ``p = sigmoid(score * s + margin * (s - best other label's s) + bias)``; both slopes are
+    non-negative, so the ranking of labels never changes. ``labelwise labels tune --calibrate`` fits it
+    on a labelled sample (Platt scaling on the top score and its lead over the runner-up).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    score: Annotated[float, Field(ge=0.0, le=1_000.0)]
+    margin: Annotated[float, Field(ge=0.0, le=1_000.0)] = 0.0
+    bias: Annotated[float, Field(ge=-1_000.0, le=1_000.0)] = 0.0
 
 
 class LabelSetDocument(BaseModel):
@@ -73,6 +88,13 @@ class LabelSetDocument(BaseModel):
         description="Refine the label vectors from the set's recent unlabeled messages, where the worker "
         "keeps them (names only on Banking77: 0.62 -> 0.72 top-1). Unset means true. Set false when "
         "many messages fall outside every label: refining pulls them into labels and weakens abstention.",
+    )
+
+    calibration: Calibration | None = Field(
+        None,
+        description="Scores become calibrated probabilities (a score of 0.8 is right about 80% of the time on "
+        "messages like the tuning sample); thresholds and margin are then probabilities too. Written by "
+        "`labelwise labels tune --calibrate`. Unset: raw scores.",
     )
 
     @model_validator(mode="before")

@@ -181,3 +181,49 @@ def test_cli_labels_tune_suggests_a_threshold(cli) -> None:  # type: ignore[no-u
         ],
     )
     assert both.exit_code == 2
+
+
+def test_calibration_fit_turns_overconfident_scores_into_probabilities() -> None:
+    """Top scores that overstate the chance of being right: after fitting, the ECE is small."""
+    rng = np.random.default_rng(0)
+    top = rng.uniform(0.3, 0.9, 4000)
+    second = top - rng.uniform(0.0, 0.3, 4000)
+    truth = 1 / (1 + np.exp(-(4 * top + 10 * (top - second) - 3)))
+    right = rng.uniform(size=4000) < truth
+    outcomes = [
+        o("a" if r else "b", "a", float(t), second=float(s)) for t, s, r in zip(top, second, right, strict=True)
+    ]
+    cal = evaluate.fit_calibration(outcomes[:2000])
+    assert cal.score > 0 and cal.margin > 0
+    held = outcomes[2000:]
+    before, after = evaluate.reliability(held), evaluate.reliability(evaluate.calibrated(held, cal))
+    assert after["ece"] < 0.03 < before["ece"]
+    assert [x.top for x in evaluate.calibrated(held, cal)] == [x.top for x in held]
+    with pytest.raises(ValueError):
+        evaluate.fit_calibration([o("a", "a", 0.9), o("a", "a", 0.5)])
+
+
+def test_reliability_bins_on_a_hand_made_case() -> None:
+    rel = evaluate.reliability([o("a", "a", 0.95), o("a", "b", 0.95), o("a", "a", 0.75), o("a", "a", 0.2)])
+    bins = {b["bin"]: b for b in rel["bins"]}
+    assert bins["0.9-1.0"]["accuracy"] == 0.5 and bins["0.7-0.9"]["n"] == 1 and bins["0.5-0.7"]["n"] == 0
+    # |0.5-0.95| * 2/4 + |1-0.75| * 1/4 + |1-0.2| * 1/4
+    assert rel["ece"] == pytest.approx(0.225 + 0.0625 + 0.2)
+
+
+def test_cli_labels_tune_calibrates_and_writes_the_document(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "tuned.yaml"
+    args = ["labels", "tune", str(SUPPORT), "--data", str(MESSAGES), "--calibrate", "--write", str(out), "--json"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["reliability"]["ece_after"] < data["reliability"]["ece_before"]
+    assert 0 <= data["threshold"] <= 1 and data["calibration"]["score"] >= 0
+    tuned = load_yaml(out.read_text())
+    assert tuned.calibration is not None and tuned.threshold == data["threshold"]
+    raw, calibrated = (
+        json.loads(CliRunner().invoke(cli, ["eval", str(MESSAGES), "--labels", str(path), "--json"]).stdout)
+        for path in (SUPPORT, out)
+    )
+    assert calibrated["accuracy"] == raw["accuracy"]  # the ranking is unchanged
+    assert calibrated["coverage"] == pytest.approx(data["expected"]["coverage"], abs=0.05)

@@ -75,3 +75,14 @@ def test_margin_must_be_a_small_non_negative_number() -> None:
     with pytest.raises(InvalidDocumentError) as info:
         parse_document(doc(margin=-0.1))
     assert info.value.errors[0]["field"] == "margin"
+
+
+def test_calibration_is_optional_and_its_slopes_cannot_be_negative() -> None:
+    plain = parse_document(doc())
+    assert plain.calibration is None and "calibration" not in plain.to_canonical_json()
+    cal = parse_document(doc(calibration={"score": 4.0, "margin": 10.0, "bias": -2.0}))
+    assert cal.calibration is not None and cal.calibration.margin == 10.0
+    assert cal.content_hash() != plain.content_hash()
+    with pytest.raises(InvalidDocumentError) as info:
+        parse_document(doc(calibration={"score": -1.0}))
+    assert info.value.errors[0]["field"] == "calibration.score"

@@ -25,6 +25,12 @@ measured best on Banking77 train splits and AG News rows the benchmark does not 
   self-trained for ``DENSE_ROUNDS`` rounds, and the score is the head alone: AG News 8 examples
   per label 0.80 -> 0.84 (the rule is a property of the set's own traffic size, not of a dataset).
 
+- **Calibration.** A set whose document has ``calibration`` (fitted by ``labelwise labels tune
+  --calibrate`` on a labelled sample) reports ``sigmoid(a * score + c * lead + b)`` instead of the
+  raw score, the lead being the score minus the best other label's (:func:`calibrate`): a
+  probability that the label is right, in the same order. Its thresholds are then probabilities.
+  Measured in ``bench/accuracy.py`` (fitted on 1,000 rows neither reported nor traffic).
+
 How the constants were chosen (never on the rows ``bench/accuracy.py`` reports): Banking77
 ``train.csv`` split 50/50 (``default_rng(123)``): one half scored, the other half the pool for
 examples and the traffic; AG News rows 3,001-4,000 scored, rows 4,001+ the pool and the traffic;
@@ -77,7 +83,8 @@ class LabelIndex:
 
     A message's score for label ``i`` is ``(1 - seed_weight) * (x @ vectors[i] + bias[i])
     + seed_weight * max(x @ seeds[seed_owner == i])`` where ``x`` is the message vector, first
-    centred on ``center`` and renormalised when a center is set.
+    centred on ``center`` and renormalised when a center is set; with ``calibration`` the scores
+    are then mapped to probabilities by :func:`calibrate`.
     """
 
     names: tuple[str, ...]
@@ -91,9 +98,16 @@ class LabelIndex:
     seed_weight: float = 0.0
     center: np.ndarray | None = None  # (dim,)
     margin: float = 0.0  # single-label: abstain when the top two scores are closer than this
+    calibration: tuple[float, float, float] | None = None  # (score, margin, bias): see calibrate()
 
     def label_scores(self, text_vectors: np.ndarray) -> np.ndarray:
-        """``(n_texts, n_labels)`` scores of unit text vectors (see the class docstring)."""
+        """``(n_texts, n_labels)`` scores of unit text vectors (see the class docstring), calibrated
+        to probabilities when the set has a calibration."""
+        sims = self.raw_scores(text_vectors)
+        return sims if self.calibration is None else calibrate(sims, self.calibration)
+
+    def raw_scores(self, text_vectors: np.ndarray) -> np.ndarray:
+        """The scores before calibration."""
         x = text_vectors if self.center is None else to_unit(text_vectors - self.center)
         sims = x @ self.vectors.T
         if self.bias is not None:
@@ -103,6 +117,24 @@ class LabelIndex:
             nearest = np.maximum.reduceat(x @ self.seeds.T, starts, axis=1)
             sims = (1 - self.seed_weight) * sims + self.seed_weight * nearest
         return sims.astype(np.float32)
+
+
+def calibrate(sims: np.ndarray, calibration: tuple[float, float, float]) -> np.ndarray:
+    """Probabilities from raw scores ``(n, n_labels)``: ``sigmoid(a * s + c * (s - best other) + b)``.
+
+    ``best other`` is the best score of the other labels (the runner-up's for the top label). With
+    ``a, c >= 0`` the order of the labels is kept: the top label's lead ``s1 - s2`` becomes
+    ``(a + 2c)(s1 - s2)`` before the sigmoid, every other label's ``(a + c)`` times its gap.
+    """
+    a, c, b = calibration
+    sims = np.asarray(sims, dtype=np.float32)
+    if sims.shape[1] > 1:
+        top2 = -np.partition(-sims, 1, axis=1)[:, :2]
+        other = np.where(sims >= top2[:, :1], top2[:, 1:2], top2[:, :1])
+    else:
+        other = sims
+    z = a * sims + c * (sims - other) + b
+    return (1.0 / (1.0 + np.exp(-np.clip(z, -50.0, 50.0)))).astype(np.float32)
 
 
 def build_index(doc: LabelSetDocument, encoder: Encoder, *, traffic: Traffic | None = None) -> LabelIndex:
@@ -143,6 +175,9 @@ def build_index(doc: LabelSetDocument, encoder: Encoder, *, traffic: Traffic | N
         seed_weight=SEED_WEIGHT if has_examples and not doc.multi_label else 0.0,
         center=center,
         margin=doc.margin or 0.0,
+        calibration=None
+        if doc.calibration is None
+        else (doc.calibration.score, doc.calibration.margin, doc.calibration.bias),
     )
     if has_examples and not doc.multi_label and len(seeds) * len(doc.labels) <= HEAD_MAX_CELLS:
         vectors, bias = fit_head(index)

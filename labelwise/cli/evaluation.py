@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import typer
+import yaml
 
 from labelwise import evaluate
 from labelwise.classify.classifier import Classifier
 from labelwise.errors import LabelwiseError
-from labelwise.labelset import LabelSetDocument, load_yaml
+from labelwise.labelset import Calibration, LabelSetDocument, load_yaml
 from labelwise.settings import Settings
 
 ClassifierFactory = Callable[[Settings], Classifier]
@@ -67,6 +68,12 @@ def register(app: typer.Typer, labels_app: typer.Typer, *, classifier_factory: C
         target_coverage: float | None = typer.Option(
             None, "--target-coverage", min=0.0, max=1.0, help="Wanted share of messages answered."
         ),
+        calibrate: bool = typer.Option(
+            False,
+            "--calibrate",
+            help="Also fit a calibration (scores become probabilities); thresholds are then probabilities.",
+        ),
+        write: Path | None = typer.Option(None, "--write", help="Write the document with the suggestions (YAML)."),
         as_json: bool = typer.Option(False, "--json", help="Print exactly one JSON document on stdout."),
     ) -> None:
         """Suggest the set's threshold (and per-label ones where they help) for a target; default precision 0.9."""
@@ -74,10 +81,18 @@ def register(app: typer.Typer, labels_app: typer.Typer, *, classifier_factory: C
             _fail("give --target-precision or --target-coverage, not both", as_json=as_json, code=2)
         if target_precision is None and target_coverage is None:
             target_precision = 0.9
-        doc, outcomes, model = _run(ctx, factory, data, file, as_json=as_json)
+        doc, outcomes, model = _run(ctx, factory, data, file, as_json=as_json, raw=calibrate)
+        current = evaluate.metrics(outcomes, doc)
+        calibration = None
+        if calibrate:
+            try:
+                calibration = evaluate.fit_calibration(outcomes, use_margin=not doc.multi_label)
+            except ValueError as e:
+                _fail(str(e), as_json=as_json)
+            before = evaluate.reliability(outcomes)["ece"]
+            outcomes = evaluate.calibrated(outcomes, calibration)
         found = evaluate.tune(outcomes, doc, target_precision=target_precision, target_coverage=target_coverage)
         target = {"precision": target_precision} if target_precision is not None else {"coverage": target_coverage}
-        current = evaluate.metrics(outcomes, doc)
         result = {
             "label_set": doc.name,
             "model": model,
@@ -85,15 +100,42 @@ def register(app: typer.Typer, labels_app: typer.Typer, *, classifier_factory: C
             **found,
             "current": {"threshold": doc.threshold, **{k: current[k] for k in ("coverage", "covered_accuracy", "n")}},
         }
+        if calibration is not None:
+            after = evaluate.reliability(outcomes)
+            result["calibration"] = calibration.model_dump()
+            result["reliability"] = {"ece_before": before, "ece_after": after["ece"], "bins": after["bins"]}
+        if write is not None:
+            suggested = _suggested(doc, result["threshold"], result["labels"], calibration)
+            write.write_text(yaml.safe_dump(suggested, sort_keys=False, allow_unicode=True), encoding="utf-8")
+            result["written"] = str(write)
         typer.echo(json.dumps(result, indent=2) if as_json else _tune_text(result))
 
 
+def _suggested(
+    doc: LabelSetDocument, threshold: float, overrides: dict[str, float], calibration: Calibration | None
+) -> dict[str, Any]:
+    """The document with the suggested thresholds (and calibration, replacing any it had)."""
+    labels = [
+        label.model_copy(update={"threshold": overrides.get(label.name, None if calibration else label.threshold)})
+        for label in doc.labels
+    ]
+    update: dict[str, Any] = {"threshold": threshold, "labels": labels}
+    if calibration is not None:
+        update["calibration"] = calibration
+    return doc.model_copy(update=update).model_dump(mode="json", exclude_none=True)
+
+
 def _run(
-    ctx: typer.Context, factory: ClassifierFactory, data: Path, labels: Path, *, as_json: bool
+    ctx: typer.Context, factory: ClassifierFactory, data: Path, labels: Path, *, as_json: bool, raw: bool = False
 ) -> tuple[LabelSetDocument, list[evaluate.Outcome], str]:
-    """Load both files and classify every row; errors end the command with exit code 1."""
+    """Load both files and classify every row; errors end the command with exit code 1.
+
+    ``raw``: classify with the document's calibration left out (raw scores, to fit a new one).
+    """
     try:
         doc = load_yaml(labels.read_text(encoding="utf-8"))
+        if raw:
+            doc = doc.model_copy(update={"calibration": None})
         rows = evaluate.read_labelled(data)
     except OSError as e:
         _fail(f"cannot read {labels}: {e}", as_json=as_json)
@@ -165,4 +207,14 @@ def _tune_text(r: dict[str, Any]) -> str:
     if r["labels"]:
         lines.append("# per-label overrides (set `threshold:` on these labels):")
         lines += [f"#   {name}: {t}" for name, t in r["labels"].items()]
+    if "calibration" in r:
+        c, rel = r["calibration"], r["reliability"]
+        lines.insert(
+            4,
+            f"  calibrated: expected calibration error {_pct(rel['ece_before'])} -> {_pct(rel['ece_after'])} "
+            "on this sample; the threshold below is a probability",
+        )
+        lines.append(f"calibration: {{score: {c['score']}, margin: {c['margin']}, bias: {c['bias']}}}")
+    if "written" in r:
+        lines.append(f"# written to {r['written']}")
     return "\n".join(lines)
