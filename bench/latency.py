@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--data", type=Path, default=BANKING77_TEST)
     parser.add_argument("--backend", default="onnx", choices=["torch", "onnx"])
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     env = {"LABELWISE_BACKEND": args.backend, "LABELWISE_BATCH_SIZE": str(args.batch_size), "HF_HUB_OFFLINE": "1"}

@@ -226,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=BANKING77_TEST, help="CSV with a text column")
     parser.add_argument("--backend", default="onnx", choices=["torch", "onnx"])
     parser.add_argument("--processes", type=int, default=2, help="labelwise worker processes")
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--ceiling-n", type=int, default=600, help="texts per ceiling cell")
     parser.add_argument("--skip", default="", help="comma-separated parts to skip: ceiling,embedded,peer")
     parser.add_argument("--timeout-s", type=float, default=1200)

@@ -55,7 +55,7 @@ class Settings(BaseSettings):
     worker_processes: int = Field(
         2, ge=1, description="Worker processes `labelwise worker` runs (each loads the model)."
     )
-    batch_size: int = Field(8, ge=1, description="Most messages a worker process encodes in one model call.")
+    batch_size: int = Field(16, ge=1, description="Most messages a worker process encodes in one model call.")
     max_text_chars: int = Field(20_000, ge=1, description="Longer texts fail their job with a clear error.")
     top_k: int = Field(5, ge=1, description="How many ranked labels a result lists.")
     traffic_keep: int = Field(
