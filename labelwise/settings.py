@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -116,6 +117,10 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.home / 'labelwise.sqlite').resolve()}"
+
+    def threads_per_process(self) -> int:
+        """Threads one worker process computes with: ``torch_threads``, else its share of the cores."""
+        return self.torch_threads or max(1, (os.cpu_count() or 1) // self.worker_processes)
 
     def resolved_broker_url(self) -> str:
         """The broker URL, defaulting to kombu's SQL transport on ``HOME/broker.sqlite``."""

@@ -63,7 +63,7 @@ def worker(
 
 def _run_processes(settings: Settings, loglevel: str | None) -> int:
     """N single-process workers side by side, each with its share of the cores; stops them together."""
-    threads = settings.torch_threads or max(1, (os.cpu_count() or 1) // settings.worker_processes)
+    threads = settings.threads_per_process()
     env = {
         **os.environ,
         "LABELWISE_WORKER_PROCESSES": "1",

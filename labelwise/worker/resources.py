@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import httpx
@@ -32,8 +31,19 @@ class Resources:
     batcher: Batcher[Message, Classified]
 
 
+def limit_blas_threads(threads: int) -> None:
+    """Cap numpy's BLAS pool at this process's share of the cores.
+
+    OpenBLAS starts a thread per core and its idle threads spin: scoring a batch against 1,000
+    labels then cost 5.9 ms of CPU per message on 2 cores next to 0.3 ms with one thread
+    (bench/labels_scale.py, bench/profile_worker.py)."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=threads, user_api="blas")
+
+
 def build_classifier(settings: Settings) -> Classifier:
-    threads = settings.torch_threads or max(1, (os.cpu_count() or 1) // settings.worker_processes)
+    threads = settings.threads_per_process()
     encoder: Encoder
     if settings.backend == "onnx":
         from labelwise.classify.onnx import OnnxEncoder
@@ -45,6 +55,7 @@ def build_classifier(settings: Settings) -> Classifier:
 
 
 def build_resources(settings: Settings) -> Resources:
+    limit_blas_threads(settings.threads_per_process())
     engine = make_engine(settings.resolved_database_url())
     sessions = make_session_factory(engine)
     classifier = build_classifier(settings)
