@@ -23,7 +23,7 @@ from labelwise.classify.stored import StoredEncoder
 from labelwise.errors import InvalidInputError, NotFoundError
 from labelwise.messages import ClassifyMessage, parse_message, sanitize
 from labelwise.models import jobs, labelsets, tenants
-from labelwise.models.tables import Integration, Job, utcnow
+from labelwise.models.tables import Integration, Job
 from labelwise.pipeline.classifying import job_fields
 from labelwise.pipeline.common import database_errors
 from labelwise.pipeline.integrating import pending_deliveries, plan_deliveries
@@ -137,23 +137,12 @@ def _store(
 ) -> dict[int, Classified]:
     """Mark the batch's jobs done (one executemany), plan their deliveries and keep their vectors as traffic."""
     claimed_all = list(todo.values())
-    finished_at = utcnow()
     rows = []
     for claimed, outcome in zip(claimed_all, scored, strict=True):
         job = claimed.job  # detached: the claim's transaction is over; its fields are loaded
-        job.status, job.error, job.finished_at = "done", None, finished_at
-        job.result = to_result(outcome, version=claimed.version, model=classifier.model_id)
-        job.label_set_version_id = claimed.version_id
-        rows.append(
-            {
-                "id": job.id,
-                "status": "done",
-                "result": job.result,
-                "error": None,
-                "label_set_version_id": claimed.version_id,
-                "finished_at": finished_at,
-            }
-        )
+        result = to_result(outcome, version=claimed.version, model=classifier.model_id)
+        jobs.mark_done(job, result=result, version_id=claimed.version_id)
+        rows.append({column: getattr(job, column) for column in _DONE_COLUMNS})
     session.execute(update(Job), rows)
     subscribers: dict[tuple[int, str], list[Integration]] = {}
     out = {
@@ -170,6 +159,9 @@ def _store(
                 vectors=vectors[rows_of_set],
             )
     return out
+
+
+_DONE_COLUMNS = ("id", "status", "result", "error", "label_set_version_id", "finished_at")  # what mark_done sets
 
 
 def _own_or_first(results: list[Classified | None], i: int, first: int) -> Classified:
