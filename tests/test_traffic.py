@@ -16,11 +16,17 @@ from labelwise.pipeline.working import Message, classify_batch
 TINY = Path(__file__).parent / "data" / "tiny.yaml"
 
 
-def test_traffic_is_kept_pruned_and_refines_in_the_background(sessions, encoder) -> None:  # type: ignore[no-untyped-def]
+def seed(sessions):  # type: ignore[no-untyped-def]
+    """Tenant ``acme`` with the tiny label set; its version row."""
     with sessions.begin() as s:
         tenants.create_tenant(s, "acme")
         version, _ = pipeline.apply_label_set(s, tenant="acme", doc=load_yaml(TINY.read_text()))
-        label_set_id = version.label_set_id
+    return version
+
+
+def test_traffic_is_kept_pruned_and_refines_in_the_background(sessions, encoder) -> None:  # type: ignore[no-untyped-def]
+    version = seed(sessions)
+    label_set_id = version.label_set_id
     classifier = Classifier(encoder)
     refiner = Refiner(sessions, classifier.cache, TrafficPolicy(keep=6, refresh_every=4))
     texts = ["I was charged twice", "The app crashes", "Reset my password", "Invoice is wrong", "Error 500 again"]
@@ -43,10 +49,8 @@ def test_traffic_is_kept_pruned_and_refines_in_the_background(sessions, encoder)
 
 def test_a_due_refresh_waits_until_the_last_rebuild_fits_the_cpu_share(sessions, encoder) -> None:  # type: ignore[no-untyped-def]
     """A rebuild that took 1 s with a 10% share holds the next one back for 9 s; then it runs."""
-    with sessions.begin() as s:
-        tenants.create_tenant(s, "acme")
-        version, _ = pipeline.apply_label_set(s, tenant="acme", doc=load_yaml(TINY.read_text()))
-        label_set_id = version.label_set_id
+    version = seed(sessions)
+    label_set_id = version.label_set_id
     classifier = Classifier(encoder)
     now = [100.0]
     refiner = Refiner(
