@@ -5,10 +5,10 @@ Every classified message's vector is stored (float16) under its label set; the n
 rebuilt from the newest traffic in a background thread, while messages go on being scored with the
 index in hand (stale-while-revalidate): no message waits for a rebuild.
 
-A rebuild costs seconds of CPU (label spreading over up to 10,000 messages: about 4 s for 10 or
-1,000 labels on one core), so under heavy load a refresh that is due waits until the previous
-rebuilds' time is at most ``max_share`` of the time since they started: a busy worker spends at
-most that share of its time refining, a quiet one refreshes at every ``refresh_every`` messages.
+A rebuild costs seconds of CPU (label spreading over 10,000 messages: about 4 s for 10 or for
+1,000 labels on one core), so a refresh that is due waits until the last rebuild's time is at most
+``max_share`` of the time from its start to the next one: a busy worker spends at most that share
+of its time refining, a quiet one still refreshes every ``refresh_every`` messages.
 """
 
 from __future__ import annotations
