@@ -157,6 +157,12 @@ class Stack:
 
     def send(self, kwargs: dict[str, Any], *, task_id: str | None = None, args: list[Any] | None = None) -> str:
         """Publish a labelwise.classify message with a plain Celery client, as another app would."""
+        return self.send_many([kwargs], task_ids=[task_id or str(uuid.uuid4())], args=args)[0]
+
+    def send_many(
+        self, calls: list[dict[str, Any]], *, task_ids: list[str] | None = None, args: list[Any] | None = None
+    ) -> list[str]:
+        """Publish one message per kwargs over one connection (a burst); their task ids."""
         from celery import Celery
 
         from labelwise.worker import sqlbroker
@@ -165,12 +171,21 @@ class Stack:
             sqlbroker.install()
         app = Celery(broker=self.broker_url, set_as_current=False)
         app.conf.task_serializer = "json"
-        task_id = task_id or str(uuid.uuid4())
+        ids = task_ids or [str(uuid.uuid4()) for _ in calls]
         try:
-            app.send_task("labelwise.classify", args=args, kwargs=kwargs, task_id=task_id, queue=self.queue)
+            with app.producer_or_acquire() as producer:
+                for kwargs, task_id in zip(calls, ids, strict=True):
+                    app.send_task(
+                        "labelwise.classify",
+                        args=args,
+                        kwargs=kwargs,
+                        task_id=task_id,
+                        queue=self.queue,
+                        producer=producer,
+                    )
         finally:
             app.close()
-        return task_id
+        return ids
 
     def wait_job(self, job_id: str, *, timeout_s: float = 90) -> dict[str, Any]:
         """Poll the jobs table until the job is done or failed."""

@@ -20,6 +20,16 @@ def create_app(settings: Settings) -> Celery:
     transport_options: dict[str, Any] = {}
     if broker_url.startswith(("redis://", "rediss://")):
         transport_options["visibility_timeout"] = settings.broker_visibility_timeout_s
+        # kombu sweeps for messages left unacknowledged by a dead worker every interval x throttle
+        # seconds (10 x 10 by default): scan every interval, a tenth of the visibility timeout (1-60 s),
+        # so such a message is back in the queue soon after its timeout instead of up to 100 s later.
+        # A worker killed during a sweep leaves its lock held until the lock expires (300 s by default):
+        # three intervals, at least 10 s (two sweepers overlapping only redeliver a message twice, and a
+        # redelivered message is never classified twice).
+        interval = max(1, min(60, int(settings.broker_visibility_timeout_s) // 10))
+        transport_options.update(
+            unacked_restore_throttle=1, unacked_restore_interval=interval, unacked_mutex_expire=max(10, 3 * interval)
+        )
     if broker_url.startswith("sqla+"):
         settings.ensure_home()
         sqlbroker.install()
