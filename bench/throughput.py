@@ -89,10 +89,10 @@ def publish(broker_url: str, queue: str, task: str, calls: list[dict[str, Any]])
     """Pre-enqueue every message with one producer connection."""
     from celery import Celery
 
-    from labelwise.worker import sqlbroker
+    from labelwise import brokers
 
     if broker_url.startswith("sqla+"):
-        sqlbroker.install()
+        brokers.install()
     app = Celery(broker=broker_url, set_as_current=False)
     app.conf.task_serializer = "json"
     try:

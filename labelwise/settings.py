@@ -31,10 +31,16 @@ class Settings(BaseSettings):
         "redis://host:6379/0 or amqp://guest:guest@host:5672//.",
     )
     broker_visibility_timeout_s: int = Field(
-        3600,
-        ge=1,
-        description="Redis only: how long a message taken by a worker that died stays invisible before it is "
-        "redelivered. Keep it above the longest batch.",
+        300,
+        ge=2,
+        description="Redis and the embedded SQL broker: how long a message held by a worker that died stays "
+        "invisible before it is delivered again. A live worker renews its messages every tenth of it, so "
+        "it only bounds how soon a dead worker's messages come back.",
+    )
+    queue_type: Literal["classic", "quorum"] = Field(
+        "classic",
+        description="RabbitMQ only: 'quorum' declares the queue as a replicated quorum queue with a delivery "
+        "limit and a dead-letter queue (QUEUE.dead). Producers must declare it the same way (or not at all).",
     )
     queue: str = Field(
         "celery",
@@ -58,6 +64,27 @@ class Settings(BaseSettings):
     )
     batch_size: int = Field(16, ge=1, description="Most messages a worker process encodes in one model call.")
     max_text_chars: int = Field(20_000, ge=1, description="Longer texts fail their job with a clear error.")
+    max_metadata_bytes: int = Field(
+        65_536, ge=2, description="Largest job metadata, as compact JSON; larger fails the job (422 on the API)."
+    )
+    max_attempts: int = Field(
+        5,
+        ge=1,
+        description="A job claimed this many times without finishing (its worker died each time: a message "
+        "that crashes the worker) fails with that reason instead of being tried again.",
+    )
+    reconcile_interval_s: float = Field(
+        5.0,
+        gt=0,
+        description="How often one worker (whoever holds the reconciler lease) publishes again what was "
+        "committed but never published (a process died in between, the broker was down).",
+    )
+    reconcile_stuck_after_s: float = Field(
+        600.0,
+        gt=0,
+        description="A job queued or running, or a delivery due, this long after its message was published "
+        "is published again (the broker lost the message). Keep it above the longest queue wait.",
+    )
     top_k: int = Field(5, ge=1, description="How many ranked labels a result lists.")
     traffic_keep: int = Field(
         10_000, ge=0, description="Recent message vectors kept per label set to refine its label vectors (0: none)."
@@ -111,6 +138,14 @@ class Settings(BaseSettings):
     )
     delivery_backoff_max_s: float = Field(3600.0, gt=0, description="Cap of the delay between delivery attempts.")
     inbound_tolerance_s: int = Field(300, ge=1, description="How old a signed inbound webhook may be.")
+    max_response_bytes: int = Field(
+        65_536, ge=1_024, description="Most bytes of an outbound response's body that a delivery reads."
+    )
+    fault_injection: str | None = Field(
+        None,
+        description="Testing only (bench/chaos.py): 'api-exit-before-publish' makes the API process exit "
+        "between committing a job and publishing it, to prove the reconciler recovers it.",
+    )
 
     def resolved_database_url(self) -> str:
         """The database URL, defaulting to ``HOME/labelwise.sqlite``."""

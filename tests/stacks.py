@@ -165,10 +165,10 @@ class Stack:
         """Publish one message per kwargs over one connection (a burst); their task ids."""
         from celery import Celery
 
-        from labelwise.worker import sqlbroker
+        from labelwise import brokers
 
         if self.broker_url.startswith("sqla+"):
-            sqlbroker.install()
+            brokers.install()
         app = Celery(broker=self.broker_url, set_as_current=False)
         app.conf.task_serializer = "json"
         ids = task_ids or [str(uuid.uuid4()) for _ in calls]

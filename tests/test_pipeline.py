@@ -58,18 +58,28 @@ def test_submit_job_checks_up_front_and_guards_the_key(seeded) -> None:  # type:
             )
 
 
-def test_failed_publish_removes_the_job_so_the_key_can_be_retried(seeded) -> None:  # type: ignore[no-untyped-def]
+def test_a_failed_publish_keeps_the_job_for_the_reconciler(seeded) -> None:  # type: ignore[no-untyped-def]
+    """The broker is down after the commit: the job stays queued and unpublished (not deleted, not a 503),
+    a repeat of its key gets it back, and the reconciler's next pass publishes it once."""
+    from labelwise.pipeline import reconciling
+
     def broken(_job: object) -> None:
         raise ConnectionRefusedError("broker down")
 
-    from labelwise.errors import BrokerUnavailableError
-
-    with pytest.raises(BrokerUnavailableError, match="broker down"):
-        pipeline.submit_and_enqueue(seeded, parse_message(msg(idempotency_key="k"), max_text_chars=100), publish=broken)
-    view, created = pipeline.submit_and_enqueue(
-        seeded, parse_message(msg(idempotency_key="k"), max_text_chars=100), publish=lambda job: None
+    message = parse_message(msg(idempotency_key="k"), max_text_chars=100)
+    view, created = pipeline.submit_and_enqueue(seeded, message, publish=broken)
+    again, created_again = pipeline.submit_and_enqueue(seeded, message, publish=broken)
+    assert created and not created_again and again["job_id"] == view["job_id"] and view["status"] == "queued"
+    published: list[str] = []
+    policy = reconciling.Policy(grace_s=0.0)
+    run = reconciling.reconcile(
+        seeded, holder="me", policy=policy, publish_job=lambda job: published.append(job.id), publish_delivery=print
     )
-    assert created and view["status"] == "queued"
+    assert run == reconciling.Pass(jobs=1, deliveries=0) and published == [view["job_id"]]
+    assert reconciling.reconcile(
+        seeded, holder="me", policy=policy, publish_job=lambda job: published.append(job.id), publish_delivery=print
+    ) == reconciling.Pass(0, 0)
+    assert reconciling.reconcile(seeded, holder="other", policy=policy, publish_job=print, publish_delivery=print) is None
 
 
 def test_a_batch_mixing_new_repeated_keyed_and_bad_messages(seeded, encoder) -> None:  # type: ignore[no-untyped-def]

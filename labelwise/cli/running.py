@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import typer
@@ -93,13 +95,30 @@ PortOpt = typer.Option(8000, "--port", help="Port of the HTTP API.")
 
 @app.command()
 def api(ctx: typer.Context, host: str = HostOpt, port: int = PortOpt) -> None:
-    """Serve the HTTP API (OpenAPI docs at /docs) until Ctrl-C."""
+    """Serve the HTTP API (OpenAPI docs at /docs) until Ctrl-C or SIGTERM."""
+    _serve_api(get_ctx(ctx).settings, host=host, port=port)
+
+
+def _serve_api(settings: Settings, *, host: str, port: int) -> None:
+    """Run the API until SIGINT or SIGTERM, then return."""
     import uvicorn
 
     from labelwise.api.app import create_app as create_api
 
-    settings = get_ctx(ctx).settings
-    uvicorn.run(create_api(settings), host=host, port=port, log_level=settings.log_level.lower())
+    class Server(uvicorn.Server):
+        """uvicorn.run re-raises the signal that stopped it, which ends the process before ``up`` can stop
+        its worker; this server only returns."""
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            previous = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                yield
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+
+    Server(uvicorn.Config(create_api(settings), host=host, port=port, log_level=settings.log_level.lower())).run()
 
 
 @app.command()
@@ -114,7 +133,7 @@ def up(ctx: typer.Context, host: str = HostOpt, port: int = PortOpt) -> None:
     # Its own session: Ctrl-C reaches only us, and we stop the worker with one SIGTERM (warm shutdown).
     worker_proc = subprocess.Popen([sys.executable, "-m", "labelwise", "worker"], start_new_session=True)
     try:
-        api(ctx, host=host, port=port)  # returns after Ctrl-C / SIGTERM (uvicorn handles both)
+        _serve_api(c.settings, host=host, port=port)  # returns after Ctrl-C or SIGTERM
     finally:
         if worker_proc.poll() is None:
             worker_proc.send_signal(signal.SIGTERM)  # Celery's warm shutdown: finish the current message

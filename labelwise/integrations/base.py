@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import email.utils
 import hmac
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -81,7 +82,7 @@ def check_status(response: httpx.Response) -> None:
     status = response.status_code
     if 200 <= status < 300:
         return
-    detail = f"HTTP {status} from {response.request.url.host}: {response.text[:200]}"
+    detail = f"HTTP {status} from {response.request.url.host}: {response.text[:200]!r}"
     if status in RETRYABLE_STATUS or status >= 500:
         raise RetryableDeliveryError(detail, retry_after_s=retry_after_s(response.headers.get("Retry-After")))
     if 300 <= status < 400:
@@ -89,17 +90,24 @@ def check_status(response: httpx.Response) -> None:
     raise PermanentDeliveryError(detail)
 
 
+MAX_RETRY_AFTER_S = 86_400.0  # a peer's Retry-After beyond a day is read as a day (the schedule caps it lower)
+
+
 def retry_after_s(value: str | None) -> float | None:
-    """Seconds from a Retry-After header (delta-seconds or HTTP-date); None when absent or unreadable."""
+    """Seconds from a Retry-After header (delta-seconds or HTTP-date, a date without zone read as UTC),
+    at most a day; None when absent or unreadable."""
     if not value:
         return None
-    if value.strip().isdigit():
-        return float(value.strip())
+    value = value.strip()
+    if value.isascii() and value.isdigit():
+        return min(float(value[:12]), MAX_RETRY_AFTER_S)
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
-    return max(0.0, (when - dt.datetime.now(dt.UTC)).total_seconds())
+    if when.tzinfo is None:  # "-0000" means UTC with no zone information
+        when = when.replace(tzinfo=dt.UTC)
+    return min(max(0.0, (when - dt.datetime.now(dt.UTC)).total_seconds()), MAX_RETRY_AFTER_S)
 
 
 @dataclass
@@ -108,26 +116,58 @@ class SendOutcome:
     error: DeliveryError | None = None
 
 
-def send_steps(client: httpx.Client, steps: list[Step], *, steps_done: list[str]) -> SendOutcome:
-    """Send the steps not yet done, in order; stop at the first failure."""
+MAX_RESPONSE_BYTES = 65_536
+
+
+def send_steps(
+    client: httpx.Client,
+    steps: list[Step],
+    *,
+    steps_done: list[str],
+    on_step_done: Callable[[list[str]], None] | None = None,
+    max_response_bytes: int = MAX_RESPONSE_BYTES,
+) -> SendOutcome:
+    """Send the steps not yet done, in order; stop at the first failure. ``on_step_done`` is called with
+    the steps done so far after each one succeeds (to record it before the next is sent). A response's
+    body is read up to ``max_response_bytes``; an answer a step cannot read is a retryable failure."""
     done = list(steps_done)
     for step in steps:
         if step.name in done:
             continue
         try:
-            response = client.send(step.request)
-            step.check(response)
+            step.check(send_capped(client, step.request, max_bytes=max_response_bytes))
         except OutboundRefusedError as e:
             return SendOutcome(done, PermanentDeliveryError(str(e)))
         except httpx.TimeoutException as e:
             return SendOutcome(done, RetryableDeliveryError(f"{step.name}: timed out ({type(e).__name__})"))
-        except httpx.TransportError as e:
+        except httpx.HTTPError as e:
             return SendOutcome(done, RetryableDeliveryError(f"{step.name}: {type(e).__name__}: {e}"))
         except DeliveryError as e:
             e.message = f"{step.name}: {e.message}"
             return SendOutcome(done, e)
+        except (ValueError, TypeError, KeyError, AttributeError) as e:  # an answer the check cannot read
+            return SendOutcome(done, RetryableDeliveryError(f"{step.name}: unreadable answer: {type(e).__name__}"))
         done.append(step.name)
+        if on_step_done is not None:
+            on_step_done(done)
     return SendOutcome(done)
+
+
+def send_capped(client: httpx.Client, request: httpx.Request, *, max_bytes: int) -> httpx.Response:
+    """Send and read at most ``max_bytes`` of the (decoded) body, within the client's read timeout for
+    the whole body: a huge or slowly dripping answer costs neither memory nor an unbounded wait."""
+    response = client.send(request, stream=True)
+    try:
+        body = bytearray()
+        deadline = time.monotonic() + (client.timeout.read or 10.0)
+        for chunk in response.iter_bytes():
+            body += chunk[: max_bytes - len(body)]
+            if len(body) >= max_bytes or time.monotonic() > deadline:
+                break
+    finally:
+        response.close()
+    headers = [(k, v) for k, v in response.headers.items() if k.lower() not in ("content-encoding", "content-length")]
+    return httpx.Response(response.status_code, headers=headers, content=bytes(body), request=request)
 
 
 def check_hmac(expected: bytes, given: str) -> None:

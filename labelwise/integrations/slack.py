@@ -124,7 +124,12 @@ class SlackAdapter:
 def check_slack(response: httpx.Response) -> None:
     """Slack answers HTTP 200 with ``{"ok": false, "error": ...}`` for most failures."""
     check_status(response)
-    data = response.json()
+    try:
+        data = response.json()
+    except ValueError as e:
+        raise RetryableDeliveryError(f"Slack answered HTTP {response.status_code} with a body that is not JSON") from e
+    if not isinstance(data, dict):
+        raise RetryableDeliveryError(f"Slack answered HTTP {response.status_code} with JSON that is not an object")
     if data.get("ok") or data.get("error") in FINE_ERRORS:
         return
     error = str(data.get("error"))

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import secrets as _secrets
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from labelwise.errors import NotFoundError
@@ -80,6 +81,47 @@ def add_delivery(
     )
     session.add(row)
     session.flush()
+    return row
+
+
+def deliveries_due(
+    session: Session, *, now: dt.datetime, grace_s: float, stuck_after_s: float, limit: int
+) -> list[Delivery]:
+    """Deliveries whose next attempt is due and was not published yet (or was lost: published more
+    than ``stuck_after_s`` ago), with no attempt under way. A new delivery is due ``grace_s`` after it
+    was planned (the worker publishes it at once; this catches a publish that never happened)."""
+    query = (
+        select(Delivery)
+        .where(
+            Delivery.status.in_(("pending", "retrying")),
+            or_(Delivery.leased_until.is_(None), Delivery.leased_until < now),
+            or_(
+                Delivery.next_attempt_at <= now,
+                Delivery.next_attempt_at.is_(None) & (Delivery.created_at < now - dt.timedelta(seconds=grace_s)),
+            ),
+            or_(
+                Delivery.enqueued_at.is_(None),
+                Delivery.enqueued_at < func.coalesce(Delivery.next_attempt_at, Delivery.created_at),
+                Delivery.enqueued_at < now - dt.timedelta(seconds=stuck_after_s),
+            ),
+        )
+        .order_by(func.coalesce(Delivery.next_attempt_at, Delivery.created_at))
+        .limit(limit)
+    )
+    return list(session.scalars(query))
+
+
+def mark_deliveries_enqueued(session: Session, delivery_ids: list[str], *, at: dt.datetime | None = None) -> None:
+    """Record that a labelwise.deliver message for each was published (to run at ``at``, default now)."""
+    if delivery_ids:
+        session.execute(update(Delivery).where(Delivery.id.in_(delivery_ids)).values(enqueued_at=at or utcnow()))
+
+
+def lock_delivery(session: Session, delivery_id: str) -> Delivery:
+    """The delivery, locked until the transaction ends (PostgreSQL); raises NotFoundError."""
+    row = session.scalar(select(Delivery).where(Delivery.id == delivery_id).with_for_update())
+    if row is None:
+        raise NotFoundError(f"unknown delivery {delivery_id!r}")
     return row
 
 

@@ -5,18 +5,22 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from labelwise.errors import NotFoundError
-from labelwise.models.tables import Job, utcnow
+from labelwise.models.tables import Job, JobAlias, utcnow
 
 STATUSES = ("queued", "running", "done", "failed")
 
 
 def get_job(session: Session, job_id: str, *, tenant_id: int | None = None) -> Job:
-    """The job, restricted to ``tenant_id`` when given; raises NotFoundError."""
+    """The job, or the job an alias names (a message that repeated its key), restricted to ``tenant_id``
+    when given; raises NotFoundError."""
     job = session.get(Job, job_id)
+    if job is None:
+        alias = session.get(JobAlias, job_id)
+        job = session.get(Job, alias.job_id) if alias is not None else None
     if job is None or (tenant_id is not None and job.tenant_id != tenant_id):
         raise NotFoundError(f"unknown job {job_id!r}")
     return job
@@ -26,13 +30,22 @@ def find_job(session: Session, job_id: str) -> Job | None:
     return session.get(Job, job_id)
 
 
+def add_alias(session: Session, *, task_id: str, job: Job) -> None:
+    """Record that message ``task_id`` repeated ``job``'s idempotency key (its id now finds the job)."""
+    if job.tenant_id is not None and session.get(JobAlias, task_id) is None:
+        session.add(JobAlias(task_id=task_id, job_id=job.id, tenant_id=job.tenant_id))
+
+
 def by_ids(session: Session, job_ids: list[str]) -> dict[str, Job]:
     """The jobs among ``job_ids`` that exist, by id (one query)."""
     return {job.id: job for job in session.scalars(select(Job).where(Job.id.in_(job_ids)))}
 
 
 def find_by_key(session: Session, *, tenant_id: int, key: str) -> Job | None:
-    return session.scalar(select(Job).where(Job.tenant_id == tenant_id, Job.idempotency_key == key))
+    """The job that owns ``key`` (not a failed repeat of it)."""
+    return session.scalar(
+        select(Job).where(Job.tenant_id == tenant_id, Job.idempotency_key == key, Job.duplicate_of.is_(None))
+    )
 
 
 def add_job(session: Session, **fields: Any) -> Job:
@@ -84,6 +97,38 @@ def count_by_status(session: Session) -> dict[str, int]:
     return {status: int(n) for status, n in rows}
 
 
+def due_for_publish(
+    session: Session, *, now: dt.datetime, grace_s: float, stuck_after_s: float, limit: int
+) -> list[Job]:
+    """Jobs whose message must be published (again): committed but never published past ``grace_s``,
+    or queued or running without progress for ``stuck_after_s`` (their message was lost)."""
+    grace, stuck = now - dt.timedelta(seconds=grace_s), now - dt.timedelta(seconds=stuck_after_s)
+    never = (Job.status == "queued") & Job.enqueued_at.is_(None) & (Job.created_at < grace)
+    lost = (Job.status == "queued") & (Job.enqueued_at < stuck)
+    hung = (
+        (Job.status == "running") & (Job.started_at < stuck) & or_(Job.enqueued_at.is_(None), Job.enqueued_at < stuck)
+    )
+    query = (
+        select(Job)
+        .where(Job.status.in_(("queued", "running")), never | lost | hung)
+        .order_by(Job.created_at)
+        .limit(limit)
+    )
+    return list(session.scalars(query))
+
+
+def mark_enqueued(session: Session, job_ids: list[str], *, at: dt.datetime | None = None) -> None:
+    """Record that these jobs' messages were published (one statement)."""
+    if job_ids:
+        session.execute(update(Job).where(Job.id.in_(job_ids)).values(enqueued_at=at or utcnow()))
+
+
+def lock_running(session: Session, job_ids: list[str]) -> set[str]:
+    """Of ``job_ids``, those still ``running``, locked until the transaction ends (PostgreSQL)."""
+    query = select(Job.id).where(Job.id.in_(job_ids), Job.status == "running").with_for_update()
+    return set(session.scalars(query))
+
+
 def mark_running(job: Job) -> None:
     job.status = "running"
     job.attempts += 1
@@ -96,6 +141,7 @@ def mark_done(job: Job, *, result: dict[str, Any], version_id: int) -> None:
     job.error = None
     job.label_set_version_id = version_id
     job.finished_at = utcnow()
+    job.classifications = (job.classifications or 0) + 1
 
 
 def mark_failed(job: Job, *, error: str) -> None:

@@ -18,6 +18,7 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
 )
+from sqlalchemy import text as sql
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -101,8 +102,23 @@ class Job(Base):
 
     __tablename__ = "jobs"
     __table_args__ = (
-        UniqueConstraint("tenant_id", "idempotency_key"),
+        # the key names one job; a message repeating it with another body is a failed job of its own
+        Index(
+            "uq_jobs_tenant_key",
+            "tenant_id",
+            "idempotency_key",
+            unique=True,
+            sqlite_where=sql("duplicate_of IS NULL"),
+            postgresql_where=sql("duplicate_of IS NULL"),
+        ),
         Index("ix_jobs_tenant_created", "tenant_id", "created_at"),
+        Index(
+            "ix_jobs_open",
+            "status",
+            "created_at",
+            sqlite_where=sql("status IN ('queued', 'running')"),
+            postgresql_where=sql("status IN ('queued', 'running')"),
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -123,6 +139,31 @@ class Job(Base):
     finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     feedback_label: Mapped[str | None] = mapped_column(String(100))
     feedback_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    enqueued_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())  # last publish; NULL: not yet
+    duplicate_of: Mapped[str | None] = mapped_column(String(64))  # the job that owns this job's key
+    classifications: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # results stored
+
+
+class JobAlias(Base):
+    """A message that repeated a job's idempotency key with the same body: its task id names that job."""
+
+    __tablename__ = "job_aliases"
+    __table_args__ = (Index("ix_job_aliases_job", "job_id"),)
+
+    task_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class Lease(Base):
+    """A periodic duty (the reconciler) that one process at a time performs, until ``expires_at``."""
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(200))
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
 
 
 class Integration(Base):
@@ -150,6 +191,13 @@ class Delivery(Base):
     __table_args__ = (
         UniqueConstraint("job_id", "integration_id"),
         Index("ix_deliveries_tenant_status", "tenant_id", "status"),
+        Index(
+            "ix_deliveries_open",
+            "status",
+            "next_attempt_at",
+            sqlite_where=sql("status IN ('pending', 'retrying')"),
+            postgresql_where=sql("status IN ('pending', 'retrying')"),
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
@@ -164,6 +212,8 @@ class Delivery(Base):
     next_attempt_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
     delivered_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    enqueued_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())  # last publish of labelwise.deliver
+    leased_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())  # an attempt is under way until then
 
 
 class InboundEvent(Base):

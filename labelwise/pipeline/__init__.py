@@ -20,14 +20,17 @@ from labelwise.pipeline.common import (  # noqa: F401 - the public surface
     database_errors,
     readiness,
 )
+from labelwise.pipeline.delivering import (  # noqa: F401 - the public surface
+    Attempt,
+    deliver,
+    list_deliveries,
+    replay_deliveries,
+)
 from labelwise.pipeline.integrating import (  # noqa: F401 - the public surface
     apply_integration,
     delete_integration,
-    deliver,
     get_integration,
-    list_deliveries,
     list_integrations,
-    replay_deliveries,
 )
 from labelwise.pipeline.labelling import (  # noqa: F401 - the public surface
     apply_label_set,
@@ -41,4 +44,11 @@ from labelwise.pipeline.labelling import (  # noqa: F401 - the public surface
 from labelwise.pipeline.learning import record_feedback  # noqa: F401 - the public surface
 from labelwise.pipeline.receiving import receive_event  # noqa: F401 - the public surface
 from labelwise.pipeline.views import job_view, to_result  # noqa: F401 - the public surface
-from labelwise.pipeline.working import Classified, Message, classify_batch, classify_message, fail_job  # noqa: F401
+from labelwise.pipeline.working import (  # noqa: F401 - the public surface
+    Classified,
+    Limits,
+    Message,
+    classify_batch,
+    classify_message,
+    fail_job,
+)

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from labelwise.classify.classifier import Classifier
-from labelwise.errors import BrokerUnavailableError, ConflictError, InvalidInputError
+from labelwise.errors import ConflictError, InvalidInputError
 from labelwise.labelset import LabelSetDocument
 from labelwise.messages import ClassifyMessage
 from labelwise.models import integrations, jobs, labelsets, tenants
@@ -81,24 +81,40 @@ def submit_job(session: Session, msg: ClassifyMessage, *, job_id: str) -> tuple[
 
 
 def submit_and_enqueue(
-    sessions: sessionmaker[Session], msg: ClassifyMessage, *, publish: Callable[[Job], None]
+    sessions: sessionmaker[Session],
+    msg: ClassifyMessage,
+    *,
+    publish: Callable[[Job], None],
+    before_publish: Callable[[], None] | None = None,
 ) -> tuple[dict[str, Any], bool]:
     """Create the job, commit, then publish its message; returns ``(job view, created)``.
 
-    When publishing fails the job row is removed again, so the caller can retry with the same key.
-    Raises BrokerUnavailableError then.
+    Once committed the job is safe: when publishing fails (the broker is down) or this process dies
+    before it, the reconciler publishes it later. ``before_publish`` is a test-only fault point.
     """
     with database_errors(), sessions.begin() as session:
         job, created = submit_job(session, msg, job_id=new_job_id())
         view = job_view(job)
     if created:
-        try:
-            publish(job)
-        except Exception as e:
-            with sessions.begin() as session:
-                jobs.delete_job(session, job.id)
-            raise BrokerUnavailableError(f"could not enqueue the job: {e}") from e
+        if before_publish is not None:
+            before_publish()
+        publish_committed(sessions, [job], publish)
     return view, created
+
+
+def publish_committed(sessions: sessionmaker[Session], committed: list[Job], publish: Callable[[Job], None]) -> None:
+    """Publish committed jobs and record that they were; what fails here the reconciler publishes later."""
+    try:
+        for job in committed:
+            publish(job)
+    except Exception as e:
+        log.warning("could not publish job(s) %s now (%s); the reconciler will", [j.id for j in committed], e)
+        return
+    try:
+        with sessions.begin() as session:
+            jobs.mark_enqueued(session, [j.id for j in committed])
+    except Exception as e:  # published but not recorded: the reconciler may publish it again (harmless)
+        log.warning("could not record the publish of %s (%s)", [j.id for j in committed], e)
 
 
 def new_job_id() -> str:

@@ -1,24 +1,17 @@
-"""Integrations: configure them, plan a job's deliveries, deliver, replay the dead ones."""
+"""Integrations: configure them, and plan a job's deliveries (``delivering`` sends them)."""
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
-from collections.abc import Callable
 from typing import Any
 
-import httpx
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from labelwise.crypto import SecretBox
-from labelwise.errors import ConflictError, LabelwiseError, PermanentDeliveryError
 from labelwise.integrations import ADAPTERS
-from labelwise.integrations.base import Payload, SendOutcome, send_steps
 from labelwise.integrations.document import parse_integration, validated
-from labelwise.models import integrations, jobs
-from labelwise.models.tables import Delivery, Integration, Job, utcnow
-from labelwise.pipeline.common import database_errors
-from labelwise.pipeline.views import job_view
+from labelwise.models import integrations
+from labelwise.models.tables import Integration, Job
 
 log = logging.getLogger(__name__)
 HOOK_PATHS = {
@@ -110,99 +103,3 @@ def plan_deliveries(
 
 def pending_deliveries(session: Session, job_id: str) -> list[str]:
     return [d.id for d in integrations.deliveries_of_job(session, job_id) if d.status == "pending"]
-
-
-def deliver(
-    sessions: sessionmaker[Session],
-    box: SecretBox,
-    client: httpx.Client,
-    delivery_id: str,
-    *,
-    max_attempts: int,
-    delay_s: Callable[[int, float | None], float],
-) -> tuple[str, float | None, str | None]:
-    """One attempt at a delivery; returns ``(status, retry in s, error)`` (the delay only when retrying)."""
-    with database_errors(), sessions.begin() as session:
-        delivery = integrations.get_delivery(session, delivery_id)
-        if delivery.status in ("delivered", "dead"):
-            return delivery.status, None, None
-        delivery.attempts += 1
-        attempt, done = delivery.attempts, list(delivery.steps_done or [])
-        prepared = _prepare(session, box, delivery)
-    if isinstance(prepared, PermanentDeliveryError):
-        outcome = SendOutcome(done, prepared)
-    else:
-        outcome = send_steps(client, prepared, steps_done=done)
-    with database_errors(), sessions.begin() as session:
-        delivery = integrations.get_delivery(session, delivery_id)
-        delivery.steps_done = outcome.steps_done
-        status, wait_s = _record(delivery, outcome, attempt=attempt, max_attempts=max_attempts, delay_s=delay_s)
-        return status, wait_s, delivery.last_error
-
-
-def _prepare(session: Session, box: SecretBox, delivery: Delivery) -> Any:
-    """The steps to send, or the PermanentDeliveryError that makes sending pointless."""
-    job = jobs.get_job(session, delivery.job_id)
-    row = session.get(Integration, delivery.integration_id)
-    assert row is not None  # deliveries cascade with their integration
-    adapter = ADAPTERS[row.kind]
-    try:
-        config = adapter.settings_model.model_validate(row.config)
-        secrets = adapter.secrets_model.model_validate(box.open(row.secrets))
-        payload = Payload(delivery.id, job_view(job), job.text, delivery.target or {})
-        return adapter.build_steps(payload, config, secrets)
-    except (LabelwiseError, KeyError, ValueError) as e:
-        return PermanentDeliveryError(f"cannot build the request: {type(e).__name__}: {e}")
-
-
-def _record(
-    delivery: Delivery,
-    outcome: SendOutcome,
-    *,
-    attempt: int,
-    max_attempts: int,
-    delay_s: Callable[[int, float | None], float],
-) -> tuple[str, float | None]:
-    error = outcome.error
-    if error is None:
-        delivery.status, delivery.delivered_at, delivery.last_error = "delivered", utcnow(), None
-        return "delivered", None
-    delivery.last_error = f"attempt {attempt}: {error.message}"
-    if isinstance(error, PermanentDeliveryError) or attempt >= max_attempts:
-        delivery.status, delivery.next_attempt_at = "dead", None
-        return "dead", None
-    wait_s = delay_s(attempt, getattr(error, "retry_after_s", None))
-    delivery.status, delivery.next_attempt_at = "retrying", utcnow() + dt.timedelta(seconds=wait_s)
-    return "retrying", wait_s
-
-
-def delivery_view(row: Delivery) -> dict[str, Any]:
-    return {
-        "delivery_id": row.id,
-        "job_id": row.job_id,
-        "status": row.status,
-        "attempts": row.attempts,
-        "steps_done": row.steps_done,
-        "last_error": row.last_error,
-        "next_attempt_at": row.next_attempt_at.isoformat() if row.next_attempt_at else None,
-        "created_at": row.created_at.isoformat(),
-        "delivered_at": row.delivered_at.isoformat() if row.delivered_at else None,
-    }
-
-
-def list_deliveries(session: Session, *, tenant_id: int | None, status: str | None, limit: int) -> list[dict[str, Any]]:
-    rows = integrations.list_deliveries(session, tenant_id=tenant_id, status=status, limit=limit)
-    return [delivery_view(r) for r in rows]
-
-
-def replay_deliveries(session: Session, *, tenant_id: int | None, ids: list[str]) -> list[str]:
-    """Make dead deliveries (all of them when ``ids`` is empty) pending again; returns their ids."""
-    if ids:
-        rows = [integrations.get_delivery(session, i, tenant_id=tenant_id) for i in ids]
-        if busy := [r.id for r in rows if r.status != "dead"]:
-            raise ConflictError(f"only dead deliveries can be replayed: {', '.join(busy)}")
-    else:
-        rows = integrations.list_deliveries(session, tenant_id=tenant_id, status="dead", limit=10_000)
-    for row in rows:
-        row.status, row.attempts, row.next_attempt_at = "pending", 0, None
-    return [row.id for row in rows]

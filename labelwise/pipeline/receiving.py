@@ -10,13 +10,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from labelwise.crypto import SecretBox
-from labelwise.errors import BrokerUnavailableError, InvalidInputError, NotFoundError, UnauthorizedError
+from labelwise.errors import InvalidInputError, NotFoundError, UnauthorizedError
 from labelwise.integrations import ADAPTERS
 from labelwise.integrations.base import Inbound
 from labelwise.messages import parse_message
-from labelwise.models import integrations, jobs, tenants
+from labelwise.models import integrations, tenants
 from labelwise.models.tables import Integration, Job
-from labelwise.pipeline.classifying import new_job_id, submit_job
+from labelwise.pipeline.classifying import new_job_id, publish_committed, submit_job
 from labelwise.pipeline.common import database_errors
 
 log = logging.getLogger(__name__)
@@ -129,12 +129,6 @@ def _enqueue(
         except IntegrityError:
             return {"ok": True, "duplicate": True}
         job, created = submit_job(session, msg, job_id=new_job_id())
-    if created:
-        try:
-            publish(job)
-        except Exception as e:
-            with sessions.begin() as session:  # undo, so the platform's retry starts it again
-                jobs.delete_job(session, job.id)
-                integrations.forget_event(session, integration_id=row_id, event_id=inbound.event_id)
-            raise BrokerUnavailableError(f"could not enqueue the job: {e}") from e
+    if created:  # the event and its job are committed: if publishing fails, the reconciler publishes it
+        publish_committed(sessions, [job], publish)
     return {"ok": True, "job_id": job.id}

@@ -6,9 +6,9 @@ from typing import Any
 
 from celery import Celery
 
+from labelwise import brokers
 from labelwise.models.tables import Job
 from labelwise.settings import Settings
-from labelwise.worker import sqlbroker
 
 CLASSIFY_TASK = "labelwise.classify"
 DELIVER_TASK = "labelwise.deliver"
@@ -17,23 +17,9 @@ DELIVER_TASK = "labelwise.deliver"
 def create_app(settings: Settings) -> Celery:
     """A Celery app with labelwise's reliability settings and tasks registered."""
     broker_url = settings.resolved_broker_url()
-    transport_options: dict[str, Any] = {}
-    if broker_url.startswith(("redis://", "rediss://")):
-        transport_options["visibility_timeout"] = settings.broker_visibility_timeout_s
-        # kombu sweeps for messages left unacknowledged by a dead worker every interval x throttle
-        # seconds (10 x 10 by default): scan every interval, a tenth of the visibility timeout (1-60 s),
-        # so such a message is back in the queue soon after its timeout instead of up to 100 s later.
-        # A worker killed during a sweep leaves its lock held until the lock expires (300 s by default):
-        # three intervals, at least 10 s (two sweepers overlapping only redeliver a message twice, and a
-        # redelivered message is never classified twice).
-        interval = max(1, min(60, int(settings.broker_visibility_timeout_s) // 10))
-        transport_options.update(
-            unacked_restore_throttle=1, unacked_restore_interval=interval, unacked_mutex_expire=max(10, 3 * interval)
-        )
-    if broker_url.startswith("sqla+"):
+    if brokers.kind(broker_url) == "sql":
         settings.ensure_home()
-        sqlbroker.install()
-        transport_options["polling_interval"] = settings.broker_poll_interval_s
+    brokers.install()
     app = Celery("labelwise", broker=broker_url, set_as_current=False)
     app.conf.update(
         task_serializer="json",
@@ -45,12 +31,23 @@ def create_app(settings: Settings) -> Celery:
         worker_prefetch_multiplier=1,
         task_default_queue=settings.queue,
         broker_connection_retry_on_startup=True,
-        broker_transport_options=transport_options,
         worker_hijack_root_logger=True,
         # Celery's thread pool feeds the batcher: up to two batches of messages in flight per process.
         worker_pool="threads",
         worker_concurrency=2 * settings.batch_size,
+        # a publish that cannot reach the broker fails fast: the job is committed, the reconciler
+        # publishes it once the broker is back
+        task_publish_retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 1},
     )
+    options = brokers.celery_options(
+        broker_url,
+        queue=settings.queue,
+        visibility_timeout_s=settings.broker_visibility_timeout_s,
+        queue_type=settings.queue_type,
+    )
+    if brokers.kind(broker_url) == "sql":
+        options["broker_transport_options"]["polling_interval"] = settings.broker_poll_interval_s
+    app.conf.update(options)
     from labelwise.worker import tasks
 
     tasks.register(app, settings)

@@ -21,7 +21,9 @@ Result = TypeVar("Result")
 
 
 class Batcher(Generic[Item, Result]):
-    def __init__(self, handle: Callable[[list[Item]], list[Result]], *, max_batch: int) -> None:
+    """``handle`` returns one outcome per item: its result, or the exception that item's task raises."""
+
+    def __init__(self, handle: Callable[[list[Item]], list[Result | Exception]], *, max_batch: int) -> None:
         self._handle = handle
         self._max_batch = max_batch
         self._queue: queue.SimpleQueue[tuple[Item, Future[Result]]] = queue.SimpleQueue()
@@ -58,9 +60,12 @@ class Batcher(Generic[Item, Result]):
         self.items += len(batch)
         try:
             results = self._handle([item for item, _ in batch])
-        except BaseException as e:  # every waiting task sees the batch's error and decides (retry or fail)
+        except BaseException as e:  # a whole-batch error (an outage): every waiting task sees it and retries
             for _, future in batch:
                 future.set_exception(e)
             return
         for (_, future), result in zip(batch, results, strict=True):
-            future.set_result(result)
+            if isinstance(result, BaseException):
+                future.set_exception(result)
+            else:
+                future.set_result(result)

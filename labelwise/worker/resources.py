@@ -1,10 +1,13 @@
-"""Per-process resources: one engine, one session factory, one classifier (model loaded once)."""
+"""Per-process resources: one engine, one session factory, one classifier (model loaded once), and the
+batcher that turns messages into stored results and published deliveries."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import httpx
+from celery import Celery
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -14,11 +17,29 @@ from labelwise.classify.labels import LabelCache
 from labelwise.classify.sentence import SentenceTransformerEncoder
 from labelwise.crypto import SecretBox, secret_box
 from labelwise.integrations.guard import make_client
+from labelwise.models import integrations
 from labelwise.models.db import make_engine, make_session_factory
+from labelwise.models.tables import Job
 from labelwise.pipeline.traffic import Refiner, TrafficPolicy
 from labelwise.pipeline.working import Classified, Message, classify_batch
 from labelwise.settings import Settings
+from labelwise.worker.app import CLASSIFY_TASK, DELIVER_TASK, message_kwargs
 from labelwise.worker.batching import Batcher
+
+log = logging.getLogger(__name__)
+
+
+class Publisher:
+    """Publishes labelwise's own messages (the reconciler's and the worker's) on the worker's queue."""
+
+    def __init__(self, app: Celery, *, queue: str) -> None:
+        self.app, self.queue = app, queue
+
+    def job(self, job: Job) -> None:
+        self.app.send_task(CLASSIFY_TASK, kwargs=message_kwargs(job), task_id=job.id, queue=self.queue)
+
+    def delivery(self, delivery_id: str, *, countdown: float | None = None) -> None:
+        self.app.send_task(DELIVER_TASK, kwargs={"delivery_id": delivery_id}, queue=self.queue, countdown=countdown)
 
 
 @dataclass
@@ -54,7 +75,7 @@ def build_classifier(settings: Settings) -> Classifier:
     return Classifier(encoder=encoder, top_k=settings.top_k, cache=LabelCache(settings.label_cache_size))
 
 
-def build_resources(settings: Settings) -> Resources:
+def build_resources(settings: Settings, publisher: Publisher) -> Resources:
     limit_blas_threads(settings.threads_per_process())
     engine = make_engine(settings.resolved_database_url())
     sessions = make_session_factory(engine)
@@ -63,17 +84,45 @@ def build_resources(settings: Settings) -> Resources:
     if settings.traffic_keep:
         policy = TrafficPolicy(keep=settings.traffic_keep, refresh_every=settings.traffic_refresh_every)
         refiner = Refiner(sessions, classifier.cache, policy, max_share=settings.traffic_refine_share)
-    batcher: Batcher[Message, Classified] = Batcher(
-        lambda messages: classify_batch(
-            sessions, classifier, messages, max_text_chars=settings.max_text_chars, refiner=refiner
-        ),
-        max_batch=settings.batch_size,
-    )
+
+    def handle(messages: list[Message]) -> list[Classified | Exception]:
+        outcomes = classify_batch(
+            sessions,
+            classifier,
+            messages,
+            max_text_chars=settings.max_text_chars,
+            max_metadata_bytes=settings.max_metadata_bytes,
+            max_attempts=settings.max_attempts,
+            refiner=refiner,
+        )
+        publish_deliveries(
+            sessions, publisher, [d for o in outcomes if isinstance(o, Classified) for d in o.deliveries]
+        )
+        return outcomes
+
     return Resources(
         engine=engine,
         sessions=sessions,
         classifier=classifier,
-        batcher=batcher,
+        batcher=Batcher(handle, max_batch=settings.batch_size),
         box=secret_box(settings),
         http=make_client(allow=settings.outbound_allow, timeout_s=settings.outbound_timeout_s),
     )
+
+
+def publish_deliveries(sessions: sessionmaker[Session], publisher: Publisher, delivery_ids: list[str]) -> None:
+    """Publish the deliveries of a committed batch and record it in one statement; whatever is not
+    published now (the broker is down, the process dies) the reconciler publishes later."""
+    published = []
+    try:
+        for delivery_id in delivery_ids:
+            publisher.delivery(delivery_id)
+            published.append(delivery_id)
+    except Exception as e:
+        log.warning("could not publish %d deliveries (%s); the reconciler will", len(delivery_ids) - len(published), e)
+    if published:
+        try:
+            with sessions.begin() as session:
+                integrations.mark_deliveries_enqueued(session, published)
+        except Exception as e:
+            log.warning("could not record %d published deliveries (%s)", len(published), e)

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Header, Path, Query, Response
 
 from labelwise import pipeline
+from labelwise.api import faults
 from labelwise.api.deps import Caller, State, caller, state
 from labelwise.api.errors import responses
 from labelwise.api.schemas import FeedbackIn, FeedbackOut, JobIn, JobOut, JobPage
@@ -28,13 +29,18 @@ IdempotencyKey = Annotated[
 
 def _message(who: Caller, body: JobIn, key: str | None, st: State) -> ClassifyMessage:
     fields: dict[str, Any] = {"tenant": who.tenant, **body.model_dump(exclude_none=True), "idempotency_key": key}
-    return parse_message(fields, max_text_chars=st.settings.max_text_chars)
+    return parse_message(
+        fields, max_text_chars=st.settings.max_text_chars, max_metadata_bytes=st.settings.max_metadata_bytes
+    )
 
 
 def _submit(who: Caller, body: JobIn, key: str | None, st: State) -> tuple[dict[str, Any], bool]:
     queue = st.settings.queue
     return pipeline.submit_and_enqueue(
-        st.sessions, _message(who, body, key, st), publish=lambda job: enqueue_job(st.celery, job, queue=queue)
+        st.sessions,
+        _message(who, body, key, st),
+        publish=lambda job: enqueue_job(st.celery, job, queue=queue),
+        before_publish=faults.before_publish(st.settings),
     )
 
 

@@ -1,0 +1,165 @@
+"""Redis: kombu's transport with an atomic fetch, so a worker killed at any instant loses no message.
+
+kombu pops a message with BRPOP and only then, in a second command, records it as unacknowledged
+(the ``unacked`` hash and ``unacked_index`` sorted set that bring it back after the visibility
+timeout). A worker killed between the two loses that message (celery/celery#7950). Here:
+
+- the consumer blocks on ``BLMOVE q q RIGHT RIGHT`` (the list's oldest element moved onto itself: a
+  blocking peek that removes nothing), so it still wakes the moment a message arrives;
+- then one Lua script pops up to N messages (as many as the prefetch allows, across the queue's
+  priority lists) and records each in kombu's own ``unacked`` structures, atomically: a message is
+  always either in its queue or recorded as unacknowledged;
+- while alive, the consumer renews the ``unacked_index`` timestamps of the messages it holds, so a
+  short visibility timeout brings a dead worker's messages back quickly without redelivering the
+  messages a live worker is still working through.
+
+Acknowledging, rejecting and restoring are kombu's own code, unchanged.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from kombu.transport import redis as kombu_redis
+from kombu.utils.encoding import bytes_to_str
+from kombu.utils.json import loads
+
+# KEYS: the queue's lists in priority order, then the unacked hash and the unacked index.
+# ARGV: now (seconds), most messages to take. Returns a flat list: list key, payload, list key, ...
+FETCH = """
+local n = #KEYS - 2
+local unacked, index = KEYS[n + 1], KEYS[n + 2]
+local now, want = ARGV[1], tonumber(ARGV[2])
+local out = {}
+local function tag_of(item)
+  local ok, msg = pcall(cjson.decode, item)
+  if ok and type(msg) == 'table' and type(msg.properties) == 'table' and msg.properties.delivery_tag then
+    local info = msg.properties.delivery_info
+    if type(info) ~= 'table' then info = {} end
+    return msg.properties.delivery_tag, info.exchange or '', info.routing_key or ''
+  end
+  -- not decodable by cjson (e.g. a lone surrogate escape): the last delivery_tag key is properties'
+  local tag = nil
+  for found in string.gmatch(item, '"delivery_tag"%s*:%s*"([^"]+)"') do tag = found end
+  local ex, rk = nil, nil
+  for found in string.gmatch(item, '"exchange"%s*:%s*"([^"]*)"') do ex = found end
+  for found in string.gmatch(item, '"routing_key"%s*:%s*"([^"]*)"') do rk = found end
+  return tag, ex or '', rk or ''
+end
+for q = 1, n do
+  while #out < 2 * want do
+    local item = redis.call('RPOP', KEYS[q])
+    if not item then break end
+    local tag, ex, rk = tag_of(item)
+    if tag then
+      redis.call('ZADD', index, now, tag)
+      redis.call('HSET', unacked, tag, '[' .. item .. ',' .. cjson.encode(ex) .. ',' .. cjson.encode(rk) .. ']')
+    end
+    out[#out + 1] = KEYS[q]
+    out[#out + 1] = item
+  end
+end
+return out
+"""
+
+
+class QoS(kombu_redis.QoS):
+    """kombu's Redis QoS, minus the second round trip (the fetch recorded the message) plus renewals."""
+
+    channel: Channel
+
+    def append(self, message: Any, delivery_tag: str) -> None:
+        if self.channel.recorded.pop(delivery_tag, False):
+            kombu_redis.virtual.QoS.append(self, message, delivery_tag)
+        else:  # fetched some other way (kombu's own BRPOP path): record it as kombu does
+            super().append(message, delivery_tag)
+
+    def restore_visible(self, start: int = 0, num: int = 10, interval: int = 10) -> None:
+        self.renew()
+        super().restore_visible(start=start, num=num, interval=interval)
+
+    def renew(self) -> None:
+        """Mark the messages this consumer holds as seen now, so they are not restored while it lives."""
+        self._flush()
+        tags = [tag for tag in list(self._delivered) if tag not in self._dirty]
+        if not tags:
+            return
+        now = time.time()
+        with self.channel.conn_or_acquire() as client:
+            client.zadd(self.unacked_index_key, dict.fromkeys(tags, now), xx=True)
+
+
+class Channel(kombu_redis.Channel):
+    QoS = QoS
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.global_keyprefix:
+            raise ValueError("labelwise's Redis transport does not support global_keyprefix")
+        self.recorded: dict[str, bool] = {}  # delivery tags the fetch script already recorded as unacked
+        self._fetch = self.client.register_script(FETCH)
+
+    def _queue_keys(self, queue: str) -> list[str]:
+        return [self._q_for_pri(queue, pri) for pri in self.priority_steps]
+
+    def _brpop_start(self, timeout: float | None = None) -> None:
+        queues = self._queue_cycle.consume(len(self.active_queues))
+        if len(queues) != 1:  # several queues cannot share one blocking peek: kombu's own BRPOP
+            super()._brpop_start(timeout)
+            return
+        self._peeking = queues[0]
+        key = self._q_for_pri(queues[0], 0)
+        self._in_poll = self.client.connection
+        self._brpop_sent_at = time.monotonic()
+        self.client.connection.send_command(
+            "BLMOVE", key, key, "RIGHT", "RIGHT", self.brpop_timeout if timeout is None else timeout or 0
+        )
+
+    def _brpop_read(self, **options: Any) -> bool:
+        queue = getattr(self, "_peeking", None)
+        if queue is None:
+            return bool(super()._brpop_read(**options))
+        try:
+            try:
+                self.client.parse_response(self.client.connection, "BLMOVE", **options)
+            except self.connection_errors:
+                self.client.connection.disconnect()
+                raise
+        finally:
+            self._in_poll = None
+            self._peeking = None
+            self._flush_brpop_reauth()
+        delivered = self.fetch_many(queue, max(1, self.qos.can_consume_max_estimate() or 1))
+        if not delivered:
+            raise kombu_redis.Empty()
+        return True
+
+    def fetch_many(self, queue: str, limit: int) -> int:
+        """Take up to ``limit`` messages atomically (popped and recorded as unacked) and deliver them."""
+        keys = [*self._queue_keys(queue), self.unacked_key, self.unacked_index_key]
+        with self.conn_or_acquire() as client:
+            flat = self._fetch(keys=keys, args=[time.time(), limit], client=client)
+        for i in range(0, len(flat), 2):
+            payload = loads(bytes_to_str(flat[i + 1]))
+            tag = payload.get("properties", {}).get("delivery_tag") if isinstance(payload, dict) else None
+            if tag:
+                self.recorded[tag] = True
+            self.connection._deliver(payload, queue)
+        return len(flat) // 2
+
+    def _get(self, queue: str) -> Any:
+        keys = [*self._queue_keys(queue), self.unacked_key, self.unacked_index_key]
+        with self.conn_or_acquire() as client:
+            flat = self._fetch(keys=keys, args=[time.time(), 1], client=client)
+        if not flat:
+            raise kombu_redis.Empty()
+        payload = loads(bytes_to_str(flat[1]))
+        tag = payload.get("properties", {}).get("delivery_tag") if isinstance(payload, dict) else None
+        if tag:
+            self.recorded[tag] = True
+        return payload
+
+
+class Transport(kombu_redis.Transport):
+    Channel = Channel

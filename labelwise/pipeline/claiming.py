@@ -1,0 +1,288 @@
+"""Claiming a batch: find or create each message's job and mark it running, in one transaction.
+
+A message that fails validation becomes a failed job that keeps every field that did parse (tenant,
+idempotency key, text) beside its reason. A message repeating a job's idempotency key is that job
+(its task id becomes an alias), or, with another body, a failed job of its own that names the owner.
+A job claimed ``max_attempts`` times without finishing (its worker died each time) fails instead of
+killing another worker.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from labelwise.errors import InvalidInputError, NotFoundError
+from labelwise.messages import MAX_METADATA_BYTES, ClassifyMessage, parse_message, sanitize, unstorable
+from labelwise.models import jobs, labelsets, tenants
+from labelwise.models.tables import Job
+from labelwise.pipeline.classifying import job_fields
+from labelwise.pipeline.common import database_errors
+from labelwise.pipeline.integrating import pending_deliveries
+
+log = logging.getLogger(__name__)
+DEFAULT_MAX_ATTEMPTS = 5
+
+
+@dataclass(frozen=True)
+class Message:
+    """One ``labelwise.classify`` message as Celery hands it over."""
+
+    task_id: str
+    kwargs: Any
+    args: tuple[Any, ...] = ()
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What a message may carry, and how often a job may be tried."""
+
+    max_text_chars: int
+    max_metadata_bytes: int = MAX_METADATA_BYTES
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A job to classify (its row, detached once claimed), with the label-set version it uses."""
+
+    job: Job
+    text: str
+    version_id: int
+    version: int
+    label_set_id: int
+    seen: int
+
+
+class Conflict(Exception):
+    """A bulk claim hit a job id, alias or idempotency key inserted concurrently by another worker."""
+
+
+def claim_batch(
+    sessions: sessionmaker[Session], messages: list[Message], *, limits: Limits, bulk: bool
+) -> tuple[list[Job | Claimed], dict[str, list[str]]]:
+    """Claim every message in one transaction: the Job (finished or failed) or Claimed of each, and the
+    pending deliveries of the jobs that were already finished.
+
+    ``bulk``: new rows are inserted in one flush at the end (raises Conflict if another worker got there
+    first); otherwise each insert has its own savepoint and a conflict is resolved row by row.
+    """
+    with database_errors(), sessions.begin() as session, session.no_autoflush:
+        lookups = Lookups(jobs.by_ids(session, [m.task_id for m in messages]), bulk=bulk)
+        claimed = [_claim(session, m, limits=limits, lookups=lookups) for m in messages]
+        if bulk:
+            try:
+                session.flush()
+            except IntegrityError as e:
+                raise Conflict from e
+        finished = {c.id: pending_deliveries(session, c.id) for c in claimed if isinstance(c, Job)}
+    return claimed, finished
+
+
+@dataclass
+class Lookups:
+    """What one batch looks up once: its existing jobs, tenants by name, current versions by set."""
+
+    jobs: dict[str, Job]
+    bulk: bool = False  # new rows wait for one flush at the end of the claim (no savepoint each)
+    keys: dict[tuple[int, str], Job] = field(default_factory=dict)  # idempotency keys added in this batch
+    claimed: dict[str, Claimed] = field(default_factory=dict)  # jobs marked running by this batch
+    tenants: dict[str, int | None] = field(default_factory=dict)
+    refs: dict[tuple[int, str], tuple[int, int, int, int] | NotFoundError] = field(default_factory=dict)
+
+    def tenant_id(self, session: Session, name: str) -> int | None:
+        if name not in self.tenants:
+            tenant = tenants.find_tenant(session, name)
+            self.tenants[name] = tenant.id if tenant else None
+        return self.tenants[name]
+
+    def ref(self, session: Session, tenant_id: int, name: str) -> tuple[int, int, int, int]:
+        """The set's current version reference; raises NotFoundError."""
+        key = (tenant_id, name)
+        if key not in self.refs:
+            try:
+                self.refs[key] = labelsets.current_version_ref(session, tenant_id=tenant_id, name=name)
+            except NotFoundError as e:
+                self.refs[key] = e
+        found = self.refs[key]
+        if isinstance(found, NotFoundError):
+            raise found
+        return found
+
+    def owner(self, session: Session, tenant_id: int, key: str) -> Job | None:
+        return self.keys.get((tenant_id, key)) or jobs.find_by_key(session, tenant_id=tenant_id, key=key)
+
+
+def _claim(session: Session, message: Message, *, limits: Limits, lookups: Lookups) -> Job | Claimed:
+    """Find or create the job and mark it running; a finished or failed job comes back as a Job."""
+    try:
+        msg = parse_message(
+            message.kwargs,
+            max_text_chars=limits.max_text_chars,
+            args=message.args,
+            max_metadata_bytes=limits.max_metadata_bytes,
+        )
+    except InvalidInputError as e:
+        return _fail_unparsed(session, task_id=message.task_id, kwargs=message.kwargs, error=e.message, lookups=lookups)
+    job = _find_or_create(session, task_id=message.task_id, msg=msg, lookups=lookups)
+    if job.status in ("done", "failed"):
+        return job
+    if job.tenant_id is None:
+        jobs.mark_failed(job, error=f"unknown tenant {msg.tenant!r}")
+        return job
+    try:
+        ref = lookups.ref(session, job.tenant_id, msg.label_set)
+    except NotFoundError as e:
+        jobs.mark_failed(job, error=e.message)
+        return job
+    if job.id in lookups.claimed:  # a key repeated within the batch is one job and one attempt
+        return lookups.claimed[job.id]
+    if job.attempts >= limits.max_attempts:
+        jobs.mark_failed(
+            job,
+            error=f"gave up after {job.attempts} attempts: the worker stopped (crashed or was killed) "
+            "each time it classified this message",
+        )
+        return job
+    jobs.mark_running(job)
+    lookups.claimed[job.id] = Claimed(job, msg.text, *ref)
+    return lookups.claimed[job.id]
+
+
+def _find_or_create(session: Session, *, task_id: str, msg: ClassifyMessage, lookups: Lookups) -> Job:
+    job = lookups.jobs.get(task_id)
+    if job is not None:
+        return job
+    tenant_id = lookups.tenant_id(session, msg.tenant)
+    fields = {"tenant_id": tenant_id, **job_fields(msg)}
+    if tenant_id is not None and msg.idempotency_key:
+        owner = lookups.owner(session, tenant_id, msg.idempotency_key)
+        if owner is not None:
+            return _repeat(session, task_id=task_id, fields=fields, owner=owner, lookups=lookups)
+    return _insert(session, task_id=task_id, fields=fields, lookups=lookups)
+
+
+def _repeat(session: Session, *, task_id: str, fields: dict[str, Any], owner: Job, lookups: Lookups) -> Job:
+    """A message repeating ``owner``'s key: the same job (same body), or a failed job of its own."""
+    if all(getattr(owner, k) == v for k, v in fields.items()):
+        log.info("message %s repeats idempotency key of job %s", task_id, owner.id)
+        _add_alias(session, task_id=task_id, owner=owner, lookups=lookups)
+        lookups.jobs[task_id] = owner
+        return owner
+    job = _insert(session, task_id=task_id, fields={**fields, "duplicate_of": owner.id}, lookups=lookups)
+    jobs.mark_failed(
+        job,
+        error=f"idempotency key {owner.idempotency_key!r} already names job {owner.id}, sent with another "
+        "message; send a new message with a new key",
+    )
+    return job
+
+
+def _add_alias(session: Session, *, task_id: str, owner: Job, lookups: Lookups) -> None:
+    if lookups.bulk:
+        jobs.add_alias(session, task_id=task_id, job=owner)
+        return
+    try:
+        with session.begin_nested():
+            jobs.add_alias(session, task_id=task_id, job=owner)
+    except IntegrityError:
+        pass  # the same message, redelivered to another worker meanwhile, recorded it first
+
+
+def _insert(session: Session, *, task_id: str, fields: dict[str, Any], lookups: Lookups) -> Job:
+    """A new queued job whose message is in the broker (so it counts as published)."""
+    fields = {**fields, "enqueued_at": None}
+    if lookups.bulk:
+        job = jobs.new_job(session, id=task_id, **fields)
+    else:
+        try:
+            with session.begin_nested():
+                job = jobs.add_job(session, id=task_id, **fields)
+        except IntegrityError:
+            # Another worker inserted the same job or key between our read and our insert.
+            again = _raced(session, task_id=task_id, fields=fields)
+            if again is None:
+                raise
+            return again
+    job.enqueued_at = job.created_at
+    lookups.jobs[task_id] = job
+    if fields.get("tenant_id") is not None and fields.get("idempotency_key") and not fields.get("duplicate_of"):
+        lookups.keys[(fields["tenant_id"], fields["idempotency_key"])] = job
+    return job
+
+
+def _raced(session: Session, *, task_id: str, fields: dict[str, Any]) -> Job | None:
+    found = jobs.find_job(session, task_id)
+    if found is None and fields.get("tenant_id") is not None and fields.get("idempotency_key"):
+        found = jobs.find_by_key(session, tenant_id=fields["tenant_id"], key=fields["idempotency_key"])
+    return found
+
+
+def _fail_unparsed(session: Session, *, task_id: str, kwargs: Any, error: str, lookups: Lookups) -> Job:
+    """Record a message that failed validation as a failed job, keeping what it carried."""
+    job = lookups.jobs.get(task_id) or jobs.find_job(session, task_id)
+    if job is not None:
+        if job.status != "done":
+            jobs.mark_failed(job, error=error)
+        return job
+    fields = salvage(session, kwargs, lookups=lookups)
+    key = fields["idempotency_key"]
+    if fields["tenant_id"] is not None and key:
+        owner = lookups.owner(session, fields["tenant_id"], key)
+        if owner is not None:
+            if owner.status == "failed" and all(getattr(owner, k) == v for k, v in fields.items()):
+                _add_alias(session, task_id=task_id, owner=owner, lookups=lookups)
+                lookups.jobs[task_id] = owner
+                return owner  # the same bad message again
+            fields["duplicate_of"] = owner.id
+            error = f"{error}; its idempotency key {key!r} also names job {owner.id}"
+    job = _insert(session, task_id=task_id, fields=fields, lookups=lookups)
+    jobs.mark_failed(job, error=error)
+    return job
+
+
+def salvage(session: Session, kwargs: Any, *, lookups: Lookups | None = None) -> dict[str, Any]:
+    """The job fields a malformed message still carries, made storable (text cut, bad characters
+    replaced); its key only when it is a usable key."""
+    data = kwargs if isinstance(kwargs, dict) else {"text": repr(kwargs)}
+    tenant_name = _as_text(data.get("tenant"), limit=200)
+    tenant_id = None
+    if isinstance(data.get("tenant"), str) and unstorable(data["tenant"]) is None:
+        tenant_id = lookups.tenant_id(session, tenant_name) if lookups else _tenant_id(session, tenant_name)
+    key = data.get("idempotency_key")
+    usable_key = isinstance(key, str) and 0 < len(key) <= 200 and unstorable(key) is None
+    return {
+        "tenant_id": tenant_id,
+        "tenant_name": tenant_name,
+        "label_set_name": _as_text(data.get("label_set"), limit=200),
+        "idempotency_key": key if usable_key else None,
+        "text": _as_text(data.get("text"), limit=20_000),
+        "metadata_": sanitize(data.get("metadata")) if isinstance(data.get("metadata"), dict) else None,
+        "reply_to": None,
+    }
+
+
+def _tenant_id(session: Session, name: str) -> int | None:
+    tenant = tenants.find_tenant(session, name)
+    return tenant.id if tenant else None
+
+
+def _as_text(value: Any, *, limit: int) -> str:
+    text = value if isinstance(value, str) else ("" if value is None else repr(value))
+    return str(sanitize(text, max_chars=limit))
+
+
+def fail_message(session: Session, message: Message, *, error: str) -> Job:
+    """Record ``message`` as failed with ``error``, creating its job if needed (a batch-mate's failure
+    never touches it); a done job stays done."""
+    job = jobs.find_job(session, message.task_id)
+    if job is None:
+        lookups = Lookups({}, bulk=False)
+        return _fail_unparsed(session, task_id=message.task_id, kwargs=message.kwargs, error=error, lookups=lookups)
+    if job.status != "done":
+        jobs.mark_failed(job, error=error)
+    return job
