@@ -1,0 +1,176 @@
+"""The broker contract (labelwise/brokers/__init__.py), run against every broker labelwise supports:
+the embedded SQL broker (on SQLite, and on PostgreSQL), Redis, RabbitMQ with a classic queue and with a
+quorum queue. Consumers are real processes; a dead consumer is SIGKILLed."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kombu import Consumer
+
+from tests.brokers.common import VISIBILITY_TIMEOUT_S, Broker
+from tests.stacks import AMQP_URL, REDIS_URL, ROOT, need_service, postgres_database
+
+pytestmark = pytest.mark.slow
+BROKERS = ["sql-sqlite", "sql-postgresql", "redis", "rabbitmq", "rabbitmq-quorum"]
+
+
+@pytest.fixture(params=BROKERS)
+def broker(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Broker]:
+    name = request.param
+    if name == "sql-sqlite":
+        yield Broker(name, f"sqla+sqlite:///{tmp_path / 'broker.sqlite'}")
+    elif name == "sql-postgresql":
+        with postgres_database() as url:
+            yield Broker(name, f"sqla+{url}")
+    elif name == "redis":
+        need_service("Redis", "127.0.0.1", 6379)
+        yield Broker(name, REDIS_URL)
+    else:
+        need_service("RabbitMQ", "127.0.0.1", 5672)
+        yield Broker(name, AMQP_URL, quorum=name.endswith("quorum"))
+
+
+@pytest.fixture
+def queue(broker: Broker) -> Iterator[str]:
+    name = f"contract-{uuid.uuid4().hex[:8]}"
+    yield name
+    with broker.connection() as conn, conn.channel() as channel, contextlib.suppress(Exception):
+        broker.queue(name).bind(channel).delete()
+
+
+class ConsumerProcess:
+    def __init__(self, broker: Broker, queue: str, mode: str) -> None:
+        args = [sys.executable, "-m", "tests.brokers.consumer", broker.url, queue, mode]
+        self.proc = subprocess.Popen(
+            [*args, *(["quorum"] if broker.quorum else [])],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))},
+        )
+        self.took: list[str] = []
+
+    def wait_took(self, count: int, timeout_s: float = 30) -> list[str]:
+        deadline = time.monotonic() + timeout_s
+        assert self.proc.stdout is not None
+        while len(self.took) < count:
+            assert time.monotonic() < deadline, f"took {self.took}, wanted {count}"
+            line = self.proc.stdout.readline()
+            if not line:  # the process ended
+                break
+            self.took.append(line.split()[1])
+        return self.took
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
+def drain(broker: Broker, queue: str, *, seconds: float, ack: bool = True, expect: int | None = None) -> list[str]:
+    """Everything this process receives from ``queue`` within ``seconds`` (acknowledged); with ``expect``,
+    it stops once that many arrived and then listens one more second for any extra."""
+    got: list[str] = []
+    with broker.connection() as conn, conn.channel() as channel:
+
+        def on_message(body: Any, message: Any) -> None:
+            got.append(body["id"])
+            if ack:
+                message.ack()
+
+        with Consumer(channel, [broker.queue(queue)], callbacks=[on_message], prefetch_count=50, accept=["json"]):
+            deadline = time.monotonic() + seconds
+            while time.monotonic() < deadline:
+                if expect is not None and len(got) >= expect:
+                    deadline = min(deadline, time.monotonic() + 1.0)
+                    expect = None
+                with contextlib.suppress(TimeoutError):
+                    conn.drain_events(timeout=0.2)
+    return got
+
+
+def messages(n: int) -> list[dict[str, str]]:
+    return [{"id": f"m{i}"} for i in range(n)]
+
+
+def test_acknowledged_messages_are_delivered_once(broker: Broker, queue: str) -> None:
+    broker.publish(queue, messages(20))
+    assert sorted(drain(broker, queue, seconds=10, expect=20)) == sorted(m["id"] for m in messages(20))
+    assert drain(broker, queue, seconds=VISIBILITY_TIMEOUT_S + 1) == []
+
+
+def test_messages_held_by_a_killed_consumer_come_back(broker: Broker, queue: str) -> None:
+    broker.publish(queue, messages(5))
+    holder = ConsumerProcess(broker, queue, "hold")
+    try:
+        held = holder.wait_took(5)
+    finally:
+        holder.kill()
+    assert sorted(drain(broker, queue, seconds=VISIBILITY_TIMEOUT_S + 8, expect=5)) == sorted(held)
+
+
+def test_a_consumer_killed_right_after_taking_a_message_loses_nothing(broker: Broker, queue: str) -> None:
+    """Killed after the broker handed the message over and before the consumer's own bookkeeping: the
+    instant kombu's stock Redis transport (BRPOP, then record as unacked) and SQL transport lose it."""
+    broker.publish(queue, messages(1))
+    dying = ConsumerProcess(broker, queue, "die-on-take")
+    try:
+        assert dying.proc.wait(timeout=60) == 9  # it took the message and died
+    finally:
+        dying.kill()
+    assert drain(broker, queue, seconds=VISIBILITY_TIMEOUT_S + 8, expect=1) == ["m0"]
+
+
+def test_a_live_consumer_keeps_its_messages_past_the_visibility_timeout(broker: Broker, queue: str) -> None:
+    broker.publish(queue, messages(3))
+    holder = ConsumerProcess(broker, queue, "hold")
+    try:
+        holder.wait_took(3)
+        assert drain(broker, queue, seconds=2.5 * VISIBILITY_TIMEOUT_S) == []  # renewed, not redelivered
+    finally:
+        holder.kill()
+
+
+def test_a_rejected_message_is_requeued(broker: Broker, queue: str) -> None:
+    broker.publish(queue, messages(1))
+    with broker.connection() as conn, conn.channel() as channel:
+        rejected: list[str] = []
+
+        def reject(body: Any, message: Any) -> None:
+            rejected.append(body["id"])
+            message.reject(requeue=True)
+
+        with Consumer(channel, [broker.queue(queue)], callbacks=[reject], accept=["json"]):
+            deadline = time.monotonic() + 10
+            while not rejected and time.monotonic() < deadline:
+                with contextlib.suppress(TimeoutError):
+                    conn.drain_events(timeout=0.2)
+    assert rejected[0] == "m0"  # (RabbitMQ may hand it straight back to this consumer)
+    assert drain(broker, queue, seconds=5, expect=1) == ["m0"]
+
+
+def test_sql_broker_deletes_acknowledged_rows(tmp_path: Path) -> None:
+    """The embedded broker's table holds what is queued or held, not every message ever sent."""
+    from sqlalchemy import create_engine, text
+
+    broker = Broker("sql-sqlite", f"sqla+sqlite:///{tmp_path / 'broker.sqlite'}")
+    broker.publish("rows", messages(30))
+    assert len(drain(broker, "rows", seconds=10, expect=30)) == 30
+    engine = create_engine(f"sqlite:///{tmp_path / 'broker.sqlite'}")
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM kombu_message")).scalar() == 0
+    engine.dispose()
