@@ -22,6 +22,8 @@ class Reply:
     body: Any = field(default_factory=lambda: {"ok": True})
     headers: dict[str, str] = field(default_factory=dict)
     delay_s: float = 0.0
+    raw: bytes | None = None  # sent as it is instead of ``body`` as JSON
+    stream_bytes: int = 0  # instead: this many bytes of filler, written 1 MiB at a time (never held whole)
 
 
 @dataclass
@@ -77,16 +79,25 @@ class Platform:
                     platform.received.append(Received(self.command, path, dict(self.headers), body, time.monotonic()))
                 reply = platform._next_reply(path)
                 time.sleep(reply.delay_s)
-                payload = json.dumps(reply.body).encode()
+                payload = reply.raw if reply.raw is not None else json.dumps(reply.body).encode()
                 try:
                     self.send_response(reply.status)
                     for key, value in {"Content-Type": "application/json", **reply.headers}.items():
                         self.send_header(key, value)
-                    self.send_header("Content-Length", str(len(payload)))
+                    self.send_header("Content-Length", str(reply.stream_bytes or len(payload)))
                     self.end_headers()
-                    self.wfile.write(payload)
+                    if reply.stream_bytes:
+                        self._stream(reply.stream_bytes)
+                    else:
+                        self.wfile.write(payload)
                 except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client gave up (a timeout we scripted)
+                    pass  # the client gave up (a timeout we scripted, or a body it would not read)
+
+            def _stream(self, size: int) -> None:
+                chunk = b"x" * (1 << 20)
+                while size > 0:
+                    self.wfile.write(chunk[:size])
+                    size -= len(chunk)
 
             do_GET = do_POST = do_PUT = _serve  # noqa: N815 - http.server's naming
 

@@ -87,6 +87,7 @@ class Stack:
             "LABELWISE_DELIVERY_MAX_ATTEMPTS": "4",
             "LABELWISE_DELIVERY_BACKOFF_BASE_S": "0.2",
             "LABELWISE_DELIVERY_BACKOFF_MAX_S": "1",
+            "LABELWISE_RECONCILE_INTERVAL_S": "0.5",  # the reconciler picks up unpublished work quickly
             "LABELWISE_ONNX_DIR": str(ONNX_DIR),  # one export per test session, shared by every stack
             "LABELWISE_WORKER_PROCESSES": "1",  # one process per test worker keeps the suite light
             "HF_HUB_OFFLINE": "1",

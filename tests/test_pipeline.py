@@ -79,7 +79,9 @@ def test_a_failed_publish_keeps_the_job_for_the_reconciler(seeded) -> None:  # t
     assert reconciling.reconcile(
         seeded, holder="me", policy=policy, publish_job=lambda job: published.append(job.id), publish_delivery=print
     ) == reconciling.Pass(0, 0)
-    assert reconciling.reconcile(seeded, holder="other", policy=policy, publish_job=print, publish_delivery=print) is None
+    assert (
+        reconciling.reconcile(seeded, holder="other", policy=policy, publish_job=print, publish_delivery=print) is None
+    )
 
 
 def test_a_batch_mixing_new_repeated_keyed_and_bad_messages(seeded, encoder) -> None:  # type: ignore[no-untyped-def]

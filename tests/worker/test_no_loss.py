@@ -1,0 +1,188 @@
+"""Nothing lost, nothing stuck: real worker processes (and a real API process) on every stack."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+import pytest
+
+from tests.stacks import ONNX_DIR, Stack
+
+pytestmark = pytest.mark.slow
+DATA = Path(__file__).parent.parent / "data"
+
+
+def new_tenant(stack: Stack) -> str:
+    name = f"t{uuid.uuid4().hex[:8]}"
+    stack.cli("tenant", "create", name)
+    stack.cli("labels", "apply", str(DATA / "tiny.yaml"), "--tenant", name)
+    return name
+
+
+def test_poison_messages_fail_alone_and_their_batch_mates_of_other_tenants_are_done(stack: Stack) -> None:
+    """A lone surrogate once failed the claim of its whole batch: another tenant's messages in that batch
+    ended with no job at all. Every bad message now fails alone, with its tenant, key and reason."""
+    good_tenant, bad_tenant = new_tenant(stack), new_tenant(stack)
+    base = {"tenant": bad_tenant, "label_set": "tiny"}
+    poison = {
+        "surrogate": {**base, "text": "hi \ud800 there"},
+        "infinite": {**base, "text": "hi", "metadata": {"x": float("inf")}},
+        "huge-metadata": {**base, "text": "hi", "metadata": {"blob": "x" * 1_100_000}},
+        "deep": {**base, "text": "hi", "metadata": _nested(200)},
+        "wrong-type": {**base, "text": ["hi"]},
+        "unknown-field": {**base, "text": "hi", "colour": "red"},
+    }
+    calls: list[dict[str, Any]] = []
+    for i in range(24):  # good messages of another tenant, with a poison one every few
+        calls.append(
+            {"tenant": good_tenant, "label_set": "tiny", "text": "I was charged twice", "idempotency_key": f"g{i}"}
+        )
+        if i % 4 == 0 and poison:
+            name, kwargs = poison.popitem()
+            calls.append({**kwargs, "idempotency_key": f"bad-{name}"})
+    ids = stack.send_many(calls)
+    views = {c["idempotency_key"]: stack.wait_job(i) for c, i in zip(calls, ids, strict=True)}
+    for key, view in views.items():
+        if key.startswith("g"):
+            assert view["status"] == "done" and view["chosen"] == ["billing"], view
+        else:
+            assert view["status"] == "failed" and view["error"], view
+            assert view["tenant"] == bad_tenant and view["idempotency_key"] == key, view
+    assert "unpaired surrogate" in views["bad-surrogate"]["error"]
+    assert "not a finite number" in views["bad-infinite"]["error"]
+    assert "metadata" in views["bad-huge-metadata"]["error"] and "limit" in views["bad-huge-metadata"]["error"]
+    assert "nested deeper" in views["bad-deep"]["error"]
+    assert all(w.poll() is None for w in stack.workers)
+
+
+def _nested(depth: int) -> dict[str, Any]:
+    value: dict[str, Any] = {}
+    for _ in range(depth):
+        value = {"a": value}
+    return value
+
+
+def test_a_repeated_key_is_the_same_job_or_a_conflict_the_sender_can_find(stack: Stack) -> None:
+    tenant = new_tenant(stack)
+    message = {"tenant": tenant, "label_set": "tiny", "text": "Where is my invoice?", "idempotency_key": "k1"}
+    first = stack.wait_job(stack.send(message))
+    repeat_id = stack.send(message)
+    other_id = stack.send({**message, "text": "My password does not work"})
+    other = stack.wait_job(other_id)
+    assert other["status"] == "failed" and other["idempotency_key"] == "k1" and first["job_id"] in other["error"]
+    shown = stack.cli_json("jobs", "show", repeat_id)  # the repeat's task id finds the job it repeated
+    assert shown["job_id"] == first["job_id"] and shown["status"] == "done"
+    assert stack.cli_json("jobs", "show", "--key", "k1", "--tenant", tenant)["job_id"] == first["job_id"]
+    bad = stack.wait_job(stack.send({"tenant": tenant, "label_set": "tiny", "text": "", "idempotency_key": "k2"}))
+    assert bad["status"] == "failed" and bad["idempotency_key"] == "k2" and bad["tenant"] == tenant
+    assert stack.cli_json("jobs", "show", "--key", "k2", "--tenant", tenant)["job_id"] == bad["job_id"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class ApiProcess:
+    """``labelwise api`` as a process of its own on the stack (so a fault can end it)."""
+
+    def __init__(self, stack: Stack, **env: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "labelwise", "api", "--port", str(self.port)],
+            env={**os.environ, **stack.env, **env},
+            cwd=stack.home,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            assert self.proc.poll() is None and time.monotonic() < deadline, "the API did not start"
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        self.proc.wait(timeout=30)
+
+
+def test_an_api_killed_between_commit_and_publish_loses_no_job(stack: Stack) -> None:
+    """The job was committed but never published: it stayed queued forever, and the client's retry
+    with the same Idempotency-Key got that stuck job back. The reconciler now publishes it."""
+    tenant = new_tenant(stack)
+    token = stack.cli_json("token", "create", "--tenant", tenant)["token"]
+    headers = {"Authorization": f"Bearer {token}", "Idempotency-Key": "order-7"}
+    body = {"label_set": "tiny", "text": "I was charged twice"}
+    dying = ApiProcess(stack, LABELWISE_FAULT_INJECTION="api-exit-before-publish=1")
+    with pytest.raises(httpx.HTTPError):
+        httpx.post(f"{dying.url}/v1/jobs", json=body, headers=headers, timeout=30)
+    assert dying.proc.wait(timeout=30) == 137  # it died after the commit, before the publish
+    api = ApiProcess(stack)
+    try:
+        again = httpx.post(f"{api.url}/v1/jobs", json=body, headers=headers, timeout=30)
+        assert again.status_code == 200  # the client's retry: the same, committed job
+        job = stack.wait_job(again.json()["job_id"], timeout_s=60)
+        assert job["status"] == "done" and job["chosen"] == ["billing"]
+    finally:
+        api.stop()
+
+
+def test_sigterm_stops_labelwise_up_and_its_worker(tmp_path: Path) -> None:
+    """SIGTERM (systemd, Docker) stopped the API and left the worker running."""
+    port = free_port()
+    env = {**os.environ, "LABELWISE_HOME": str(tmp_path / "home"), "LABELWISE_WORKER_PROCESSES": "1"}
+    env["LABELWISE_ONNX_DIR"] = str(ONNX_DIR)
+    up = subprocess.Popen(
+        [sys.executable, "-m", "labelwise", "up", "--port", str(port)],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not _worker_children(up.pid) or not _healthy(port):
+            assert up.poll() is None and time.monotonic() < deadline, "labelwise up did not start"
+            time.sleep(0.3)
+        workers = _worker_children(up.pid)
+        up.send_signal(signal.SIGTERM)
+        assert up.wait(timeout=60) == 0
+        gone, alive = psutil.wait_procs(workers, timeout=30)
+        assert not alive, f"worker processes still running after SIGTERM: {alive}"
+    finally:
+        if up.poll() is None:
+            os.killpg(up.pid, signal.SIGKILL)
+        for child in _worker_children(up.pid):
+            child.kill()
+
+
+def _worker_children(pid: int) -> list[psutil.Process]:
+    try:
+        return [p for p in psutil.Process(pid).children(recursive=True) if "worker" in " ".join(p.cmdline())]
+    except psutil.Error:
+        return []
+
+
+def _healthy(port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
