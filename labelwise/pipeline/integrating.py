@@ -120,12 +120,15 @@ def deliver(
     *,
     max_attempts: int,
     delay_s: Callable[[int, float | None], float],
-) -> tuple[str, float | None, str | None]:
-    """One attempt at a delivery; returns ``(status, retry in s, error)`` (the delay only when retrying)."""
+) -> tuple[str, float | None, str | None, str]:
+    """One attempt at a delivery; returns ``(status, retry in s, error, integration kind)`` (the delay
+    only when retrying)."""
     with database_errors(), sessions.begin() as session:
         delivery = integrations.get_delivery(session, delivery_id)
+        integration = session.get(Integration, delivery.integration_id)
+        kind = integration.kind if integration is not None else "unknown"
         if delivery.status in ("delivered", "dead"):
-            return delivery.status, None, None
+            return delivery.status, None, None, kind
         delivery.attempts += 1
         attempt, done = delivery.attempts, list(delivery.steps_done or [])
         prepared = _prepare(session, box, delivery)
@@ -137,7 +140,7 @@ def deliver(
         delivery = integrations.get_delivery(session, delivery_id)
         delivery.steps_done = outcome.steps_done
         status, wait_s = _record(delivery, outcome, attempt=attempt, max_attempts=max_attempts, delay_s=delay_s)
-        return status, wait_s, delivery.last_error
+        return status, wait_s, delivery.last_error, kind
 
 
 def _prepare(session: Session, box: SecretBox, delivery: Delivery) -> Any:
@@ -176,10 +179,13 @@ def _record(
     return "retrying", wait_s
 
 
-def delivery_view(row: Delivery) -> dict[str, Any]:
+def delivery_view(row: Delivery, integration: Integration | None = None) -> dict[str, Any]:
+    """A delivery as the CLI lists it; with its integration, that integration's name and kind."""
     return {
         "delivery_id": row.id,
         "job_id": row.job_id,
+        "integration": integration.name if integration is not None else None,
+        "kind": integration.kind if integration is not None else None,
         "status": row.status,
         "attempts": row.attempts,
         "steps_done": row.steps_done,
@@ -192,7 +198,7 @@ def delivery_view(row: Delivery) -> dict[str, Any]:
 
 def list_deliveries(session: Session, *, tenant_id: int | None, status: str | None, limit: int) -> list[dict[str, Any]]:
     rows = integrations.list_deliveries(session, tenant_id=tenant_id, status=status, limit=limit)
-    return [delivery_view(r) for r in rows]
+    return [delivery_view(r, session.get(Integration, r.integration_id)) for r in rows]
 
 
 def replay_deliveries(session: Session, *, tenant_id: int | None, ids: list[str]) -> list[str]:

@@ -6,7 +6,9 @@ tenants and label sets), scored per label set, and stored in one transaction.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,6 +31,7 @@ from labelwise.pipeline.common import database_errors
 from labelwise.pipeline.integrating import pending_deliveries, plan_deliveries
 from labelwise.pipeline.traffic import Refiner, document_loader, record
 from labelwise.pipeline.views import job_view, to_result
+from labelwise.worker import metrics as worker_metrics
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +79,7 @@ def classify_batch(
     messages' vectors are kept as their label set's traffic and label vectors refined from it.
     Raises DatabaseUnavailableError (retryable) when the database cannot be reached.
     """
+    started_at = dt.datetime.now(dt.UTC)
     try:
         claimed, finished = _claim_batch(sessions, messages, max_text_chars=max_text_chars, bulk=True)
     except _Conflict:  # another worker inserted one of these jobs (or keys) meanwhile: one by one
@@ -98,7 +102,9 @@ def classify_batch(
             stored = _store(session, classifier, todo, scored, vectors, refiner=refiner)
         for i, classified in stored.items():
             results[i] = classified
-    return [_own_or_first(results, i, first_of[job_id]) for i, job_id in enumerate(job_ids)]
+    out = [_own_or_first(results, i, first_of[job_id]) for i, job_id in enumerate(job_ids)]
+    worker_metrics.batch_done([c.view for c in out], started_at=started_at)
+    return out
 
 
 class _Conflict(Exception):
@@ -253,7 +259,9 @@ def _score(
     """
     if not todo:
         return [], np.zeros((0, 0), dtype=np.float32)
+    encode_started = time.perf_counter()
     vectors = classifier.encoder.encode([c.text for c in todo])
+    worker_metrics.encode_done(time.perf_counter() - encode_started)
     label_encoder = StoredEncoder(classifier.encoder, sessions)
     out: list[Scored | None] = [None] * len(todo)
     for version_id, rows in _rows_by(todo, lambda c: c.version_id).items():

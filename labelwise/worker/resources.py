@@ -18,6 +18,7 @@ from labelwise.models.db import make_engine, make_session_factory
 from labelwise.pipeline.traffic import Refiner, TrafficPolicy
 from labelwise.pipeline.working import Classified, Message, classify_batch
 from labelwise.settings import Settings
+from labelwise.worker import metrics as worker_metrics
 from labelwise.worker.batching import Batcher
 
 
@@ -51,7 +52,11 @@ def build_classifier(settings: Settings) -> Classifier:
         encoder = OnnxEncoder(settings.model, cache_dir=settings.onnx_dir or settings.home / "onnx", threads=threads)
     else:
         encoder = SentenceTransformerEncoder(settings.model, threads=threads)
-    return Classifier(encoder=encoder, top_k=settings.top_k, cache=LabelCache(settings.label_cache_size))
+    cache = LabelCache(
+        settings.label_cache_size,
+        on_build=lambda refined, seconds: worker_metrics.label_index_built(refined=refined, seconds=seconds),
+    )
+    return Classifier(encoder=encoder, top_k=settings.top_k, cache=cache)
 
 
 def build_resources(settings: Settings) -> Resources:
