@@ -143,18 +143,15 @@ def _store(
 ) -> dict[int, Classified]:
     """Mark the batch's jobs done (one executemany), plan their deliveries and keep their vectors as traffic."""
     claimed_all = list(todo.values())
-    rows = []
     for claimed, outcome in zip(claimed_all, scored, strict=True):
         job = claimed.job  # detached: the claim's transaction is over; its fields are loaded
         result = to_result(outcome, version=claimed.version, model=classifier.model_id)
         jobs.mark_done(job, result=result, version_id=claimed.version_id)
-        rows.append({column: getattr(job, column) for column in _DONE_COLUMNS})
-    session.execute(update(Job), rows)
     subscribers: dict[tuple[int, str], list[Integration]] = {}
-    out = {
-        i: Classified(job_view(c.job), plan_deliveries(session, c.job, subscribers=subscribers))
-        for i, c in todo.items()
-    }
+    # Planned before the rows are written: a reply_to naming no integration adds a warning to the result.
+    planned = {i: plan_deliveries(session, c.job, subscribers=subscribers) for i, c in todo.items()}
+    session.execute(update(Job), [{column: getattr(c.job, column) for column in _DONE_COLUMNS} for c in claimed_all])
+    out = {i: Classified(job_view(c.job), planned[i]) for i, c in todo.items()}
     if refiner is not None:
         for label_set_id, rows_of_set in _rows_by(claimed_all, lambda c: c.label_set_id).items():
             record(
