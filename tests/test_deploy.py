@@ -138,7 +138,7 @@ class Local:
         out = {}
         for key, value in environment.items():
             host = urlsplit(value).hostname if "://" in value else None
-            out[key] = self.urls[host] if host in self.urls else value
+            out[key] = self.urls.get(host or "", value)
         return out
 
     def port(self, container_port: str) -> str:

@@ -27,7 +27,14 @@ def db_upgrade(ctx: typer.Context) -> None:
     c = get_ctx(ctx)
     c.settings.ensure_home()
     upgrade(c.settings.resolved_database_url())
-    typer.echo("database is up to date", err=True)
+    typer.echo(f"database is up to date: {_where(c.settings)}", err=True)
+
+
+def _where(settings: Settings) -> str:
+    from sqlalchemy.engine import make_url
+
+    url = make_url(settings.resolved_database_url()).render_as_string(hide_password=True)
+    return f"{url} (LABELWISE_HOME={settings.home.resolve()})"
 
 
 @app.command()
