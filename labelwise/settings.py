@@ -39,8 +39,8 @@ class Settings(BaseSettings):
     )
     queue_type: Literal["classic", "quorum"] = Field(
         "classic",
-        description="RabbitMQ only: 'quorum' declares the queue as a replicated quorum queue with a delivery "
-        "limit and a dead-letter queue (QUEUE.dead). Producers must declare it the same way (or not at all).",
+        description="RabbitMQ only: 'quorum' declares the queue as a replicated quorum queue. Producers must "
+        "declare it the same way (Celery: task_create_missing_queue_type='quorum').",
     )
     queue: str = Field(
         "celery",
@@ -112,6 +112,27 @@ class Settings(BaseSettings):
     )
     classify_wait_s: float = Field(60.0, gt=0, description="How long `labelwise classify` waits for the worker.")
     log_level: str = Field("INFO", description="Log level of the worker and API.")
+    log_format: Literal["text", "json"] = Field(
+        "text",
+        description="text: lines for people; json: one JSON object per line (job_id, task_id, tenant, "
+        "label_set, delivery_id, duration_s where known; never texts or secrets).",
+    )
+    worker_heartbeat_s: float = Field(
+        15.0,
+        gt=0,
+        description="How often a worker process records that it is running; /readyz counts a worker alive "
+        "for four of these intervals.",
+    )
+    task_events: bool = Field(
+        True,
+        description="Celery task events (published, started, succeeded, failed) for Flower and `celery events`; "
+        "they cost one small broker message per event. Not sent on the embedded SQL broker.",
+    )
+    metrics_tenant_labels: bool = Field(
+        False,
+        description="Worker metrics: add tenant and label_set labels to the job counter and latency "
+        "histogram (one series per tenant and set). Off: no tenant names in metrics.",
+    )
     max_labels: int = Field(1_000, ge=1, description="Most labels a label set may have.")
     max_body_bytes: int = Field(1_048_576, ge=1_024, description="Largest HTTP request body; larger: 413.")
     rate_limit_per_min: int = Field(

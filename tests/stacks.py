@@ -101,11 +101,11 @@ class Stack:
         fields = {k[len(prefix) :].lower(): v for k, v in self.env.items() if k.startswith(prefix)}
         return Settings.model_validate({**fields, **over})
 
-    def start_worker(self, **extra_env: str) -> subprocess.Popen[bytes]:
-        """Start ``labelwise worker`` as its own process; stopped when the stack closes."""
+    def start_worker(self, *args: str, **extra_env: str) -> subprocess.Popen[bytes]:
+        """Start ``labelwise worker ARGS`` as its own process; stopped when the stack closes."""
         log = open(self.home / f"worker-{len(self.workers)}.log", "wb")  # noqa: SIM115 - lives as long as the worker
         proc = subprocess.Popen(
-            [sys.executable, "-m", "labelwise", "worker"],
+            [sys.executable, "-m", "labelwise", "worker", *args],
             env={**os.environ, **self.env, **extra_env},
             stdout=log,
             stderr=subprocess.STDOUT,

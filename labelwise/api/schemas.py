@@ -60,6 +60,10 @@ class JobOut(BaseModel):
     created_at: dt.datetime | None
     finished_at: dt.datetime | None
     feedback: str | None = Field(None, description="The label a user said is right (POST .../feedback).")
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="What went wrong besides the classification, e.g. a reply_to naming no integration.",
+    )
 
 
 class JobPage(BaseModel):

@@ -16,7 +16,10 @@ How each gets there:
 - ``redis``: kombu's Redis transport with an atomic fetch (pop and record as unacknowledged in one Lua
   script) and lease renewal;
 - RabbitMQ (py-amqp, kombu's own transport): publisher confirms, and with ``LABELWISE_QUEUE_TYPE=quorum``
-  a quorum queue with a delivery limit whose dead letters go to ``QUEUE.dead`` instead of being dropped.
+  a replicated quorum queue. Producers must then declare it the same way (Celery:
+  ``task_create_missing_queue_type = "quorum"``), since RabbitMQ refuses a declaration with other
+  arguments; so the delivery limit and dead-lettering are left to an operator's policy (README), and a
+  message that kills its worker every time is failed by labelwise itself (``LABELWISE_MAX_ATTEMPTS``).
 """
 
 from __future__ import annotations
@@ -25,9 +28,6 @@ from typing import Any
 
 from kombu import Exchange, Queue
 from kombu.transport import TRANSPORT_ALIASES
-
-DELIVERY_LIMIT = 50  # quorum queues: after this many deliveries RabbitMQ dead-letters a message
-
 
 def install() -> None:
     """Make ``sqla+`` and ``redis://`` URLs use labelwise's transports in this process."""
@@ -72,22 +72,5 @@ def celery_options(broker_url: str, *, queue: str, visibility_timeout_s: float, 
 
 
 def quorum_queue(name: str) -> Queue:
-    """A quorum queue whose messages go to ``NAME.dead`` after DELIVERY_LIMIT deliveries."""
-    return Queue(
-        name,
-        Exchange(name, type="direct"),
-        routing_key=name,
-        queue_arguments={
-            "x-queue-type": "quorum",
-            "x-delivery-limit": DELIVERY_LIMIT,
-            "x-dead-letter-exchange": "",
-            "x-dead-letter-routing-key": f"{name}.dead",
-        },
-    )
-
-
-def declare_dead_letters(connection: Any, name: str) -> None:
-    """Declare ``NAME.dead`` (a quorum queue nothing consumes: inspect it with rabbitmqctl)."""
-    dead = Queue(f"{name}.dead", durable=True, queue_arguments={"x-queue-type": "quorum"})
-    with connection.channel() as channel:
-        dead.declare(channel=channel)
+    """The queue as a quorum queue, declared exactly as Celery declares one (so producers agree)."""
+    return Queue(name, Exchange(name, type="direct"), routing_key=name, queue_arguments={"x-queue-type": "quorum"})

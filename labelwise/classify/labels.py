@@ -40,7 +40,9 @@ examples drawn with seeds 0, 1 and 2 and accuracies averaged.
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -376,8 +378,10 @@ def _spread(
 class LabelCache:
     """A thread-safe LRU of LabelIndex by (version id, model id, traffic key)."""
 
-    def __init__(self, max_entries: int = 64) -> None:
+    def __init__(self, max_entries: int = 64, *, on_build: Callable[[bool, float], None] | None = None) -> None:
+        """``on_build(refined, seconds)`` is called after each index is built (worker metrics)."""
         self._max = max_entries
+        self._on_build = on_build
         self._items: OrderedDict[tuple[int, str, str | None], LabelIndex] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -389,9 +393,12 @@ class LabelCache:
             if key in self._items:
                 self._items.move_to_end(key)
                 return self._items[key]
+        started = time.perf_counter()
         index = build_index(doc, encoder, traffic=traffic)
         with self._lock:
             self._put(key, index)
+        if self._on_build is not None:
+            self._on_build(traffic is not None, time.perf_counter() - started)
         return index
 
     def peek(self, version_id: int, model_id: str, traffic_key: str | None = None) -> LabelIndex | None:

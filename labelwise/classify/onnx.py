@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 import subprocess
@@ -33,6 +34,8 @@ import numpy as np
 from labelwise.classify.sentence import model_id_for, resolve_model_path
 from labelwise.errors import LabelwiseError
 from labelwise.settings import DEFAULT_MODEL
+
+log = logging.getLogger(__name__)
 
 # Bump when the export (or quantization) recipe changes what a file computes; old files are then ignored.
 EXPORT_FORMAT = "1:bert-last-hidden-state:opset17:eager"
@@ -275,6 +278,8 @@ def ensure_exported(model: str, cache_dir: Path, *, quantize: bool = False, in_s
     path = onnx_path_for(model, cache_dir, quantize=quantize)
     if path.exists():
         return path
+    # A first start would otherwise sit silent for the export's seconds.
+    log.warning("exporting %s to ONNX in %s (once per model; about 10 s, more on a busy machine)", model, cache_dir)
     if not in_subprocess:
         return export(model, cache_dir, quantize=quantize)
     cmd = [sys.executable, "-m", "labelwise.classify.onnx", model, str(cache_dir)]

@@ -3,8 +3,13 @@ exactly one JSON document on stdout."""
 
 from __future__ import annotations
 
-from labelwise.cli import admin, bench, evaluation, integrations, jobs, running  # noqa: F401 - they register commands
+import json
+import sys
+
+from labelwise.cli import admin, bench, demo, evaluation, integrations, jobs, running  # noqa: F401 - they register commands
 from labelwise.cli.apps import app, labels_app
+from labelwise.cli.common import database_problem
+from labelwise.settings import Settings
 
 evaluation.register(app, labels_app)
 
@@ -12,4 +17,17 @@ __all__ = ["app", "main"]
 
 
 def main() -> None:
-    app()
+    """The ``labelwise`` command. A database that is missing, unmigrated or unreachable ends the command
+    with one line saying what is wrong and what to run (with ``--json``, a JSON error on stdout)."""
+    from sqlalchemy.exc import DBAPIError
+
+    from labelwise.errors import DatabaseUnavailableError
+
+    try:
+        app()
+    except (DBAPIError, DatabaseUnavailableError) as e:
+        code, message = database_problem(e, Settings())
+        if "--json" in sys.argv[1:]:
+            print(json.dumps({"error": {"code": code, "message": message}}))
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(1)

@@ -9,7 +9,7 @@ import typer
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from labelwise.errors import LabelwiseError
+from labelwise.errors import DatabaseUnavailableError, LabelwiseError
 from labelwise.models.db import make_engine, make_session_factory
 from labelwise.settings import Settings
 
@@ -48,7 +48,26 @@ def emit(data: Any, *, as_json: bool, human: str) -> None:
 
 
 def fail(e: LabelwiseError, *, as_json: bool, code: int = 1) -> NoReturn:
+    """Print the error (one line on stderr; with ``as_json`` also a JSON error on stdout) and exit."""
+    error_code, message = e.code, e.message
+    if isinstance(e, DatabaseUnavailableError):
+        error_code, message = database_problem(e.__cause__ or e, Settings())
     if as_json:
-        typer.echo(json.dumps({"error": {"code": e.code, "message": e.message}}))
-    typer.echo(f"error: {e.message}", err=True)
+        typer.echo(json.dumps({"error": {"code": error_code, "message": message}}))
+    typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code)
+
+
+def database_problem(e: Exception, settings: Settings) -> tuple[str, str]:
+    """An error code and one line for a database error: what is wrong, where, and what to run."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(settings.resolved_database_url()).render_as_string(hide_password=True)
+    where = f"the database {url} (LABELWISE_HOME={settings.home.resolve()})"
+    detail = str(getattr(e, "orig", None) or e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    if "no such table" in detail or ("relation" in detail and "does not exist" in detail):
+        return "database_not_migrated", f"{where} has no labelwise tables yet; run: labelwise db upgrade"
+    if url.startswith("sqlite") and "unable to open database file" in detail:
+        return "database_unavailable", f"cannot open {where}; is LABELWISE_HOME right? then: labelwise db upgrade"
+    hint = "check LABELWISE_DATABASE_URL and that the server is running"
+    return "database_unavailable", f"cannot use {where}: {detail}; {hint}"

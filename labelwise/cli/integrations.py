@@ -9,6 +9,7 @@ import typer
 import yaml
 
 from labelwise import pipeline
+from labelwise.cli.admin import read_file
 from labelwise.cli.apps import app
 from labelwise.cli.common import JsonOpt, TenantOpt, emit, fail, get_ctx
 from labelwise.crypto import secret_box
@@ -22,7 +23,7 @@ deliveries_app = typer.Typer(help="Deliveries of results to integrations: list, 
 @integrations_app.command("apply")
 def integrations_apply(
     ctx: typer.Context,
-    file: Path = typer.Argument(..., exists=True, dir_okay=False, help="Integration YAML document."),
+    file: Path = typer.Argument(..., help="Integration YAML document."),
     tenant: str = TenantOpt,
     as_json: bool = JsonOpt,
 ) -> None:
@@ -30,7 +31,7 @@ def integrations_apply(
     c = get_ctx(ctx)
     try:
         try:
-            data = yaml.safe_load(file.read_text(encoding="utf-8"))
+            data = yaml.safe_load(read_file(file))
         except yaml.YAMLError as e:
             raise InvalidDocumentError(f"not valid YAML: {e}") from e
         with c.sessions.begin() as s:
@@ -76,6 +77,19 @@ def integrations_show(
     emit(view, as_json=as_json, human=json.dumps(view, indent=2))
 
 
+@integrations_app.command("delete")
+def integrations_delete(
+    ctx: typer.Context, name: str = typer.Argument(...), tenant: str = TenantOpt, as_json: bool = JsonOpt
+) -> None:
+    """Delete an integration and its deliveries; events for it are refused from now on."""
+    try:
+        with get_ctx(ctx).sessions.begin() as s:
+            pipeline.delete_integration(s, tenant_id=tenants_q.get_tenant(s, tenant).id, name=name)
+    except LabelwiseError as e:
+        fail(e, as_json=as_json)
+    emit({"tenant": tenant, "integration": name, "deleted": True}, as_json=as_json, human=f"integration {name} deleted")
+
+
 @deliveries_app.command("list")
 def deliveries_list(
     ctx: typer.Context,
@@ -92,11 +106,13 @@ def deliveries_list(
             views = pipeline.list_deliveries(s, tenant_id=tenant_id, status=status, limit=limit)
     except LabelwiseError as e:
         fail(e, as_json=as_json)
-    human = "\n".join(
-        f"{v['delivery_id']}  {v['status']:<9} job {v['job_id']}  attempts {v['attempts']}  {v['last_error'] or ''}"
+    lines = [f"{'DELIVERY':<38} {'INTEGRATION':<20} {'STATUS':<9} {'JOB':<38} ATTEMPTS  LAST ERROR"]
+    lines += [
+        f"{v['delivery_id']:<38} {v['integration'] or '?':<20} {v['status']:<9} {v['job_id']:<38} "
+        f"{v['attempts']:<9} {v['last_error'] or ''}"
         for v in views
-    )
-    emit(views, as_json=as_json, human=human or "(no deliveries)")
+    ]
+    emit(views, as_json=as_json, human="\n".join(lines) if views else "(no deliveries)")
 
 
 @deliveries_app.command("replay")

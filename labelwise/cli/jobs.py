@@ -25,7 +25,10 @@ def classify(
     key: str = typer.Option(None, "--key", help="Idempotency key: the same key gives the same job."),
     local: bool = typer.Option(False, "--local", help="Classify in this process, without queue, worker or job."),
     wait_s: float = typer.Option(
-        None, "--wait", help="Seconds to wait for the worker (default LABELWISE_CLASSIFY_WAIT_S)."
+        None,
+        "--wait",
+        min=0,
+        help="Seconds to wait for the worker (default LABELWISE_CLASSIFY_WAIT_S); 0: enqueue and return at once.",
     ),
     as_json: bool = JsonOpt,
 ) -> None:
@@ -74,7 +77,8 @@ def _classify_queued(
         )
     finally:
         celery_app.close()
-    return pipeline.wait_for_job(c.sessions, view["job_id"], timeout_s=wait_s or c.settings.classify_wait_s)
+    timeout_s = c.settings.classify_wait_s if wait_s is None else wait_s
+    return pipeline.wait_for_job(c.sessions, view["job_id"], timeout_s=timeout_s)
 
 
 def format_result(view: dict[str, Any]) -> str:
@@ -112,11 +116,23 @@ def jobs_list(
             views = [pipeline.job_view(j) for j in rows]
     except LabelwiseError as e:
         fail(e, as_json=as_json)
-    human = "\n".join(
-        f"{v['job_id']}  {v['status']:<7}  {v['tenant']}/{v['label_set']}  {', '.join(v['chosen']) or v['error'] or ''}"
+    lines = [f"{'JOB':<36}  {'STATUS':<7}  {'CREATED':<19}  {'TENANT/LABEL SET':<30}  RESULT"]
+    lines += [
+        f"{v['job_id']:<36}  {v['status']:<7}  {(v['created_at'] or '')[:19]:<19}  "
+        f"{v['tenant'] + '/' + v['label_set']:<30}  {result_summary(v)}"
         for v in views
-    )
-    emit(views, as_json=as_json, human=human or "(no jobs)")
+    ]
+    emit(views, as_json=as_json, human="\n".join(lines) if views else "(no jobs)")
+
+
+def result_summary(view: dict[str, Any]) -> str:
+    """One line: the chosen labels, or that the job abstained (and which fallback it reported), or its error."""
+    if view["status"] == "failed":
+        return f"error: {view['error']}"
+    if view.get("abstained"):
+        fallback = f"; fallback {', '.join(view['chosen'])}" if view["chosen"] else ""
+        return f"(abstained{fallback})"
+    return ", ".join(view["chosen"])
 
 
 @jobs_app.command("show")

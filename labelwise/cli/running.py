@@ -7,12 +7,14 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import typer
 
+from labelwise import logs
 from labelwise.cli.apps import app, db_app
 from labelwise.cli.common import get_ctx
 from labelwise.models.db import upgrade
@@ -25,7 +27,14 @@ def db_upgrade(ctx: typer.Context) -> None:
     c = get_ctx(ctx)
     c.settings.ensure_home()
     upgrade(c.settings.resolved_database_url())
-    typer.echo("database is up to date", err=True)
+    typer.echo(f"database is up to date: {_where(c.settings)}", err=True)
+
+
+def _where(settings: Settings) -> str:
+    from sqlalchemy.engine import make_url
+
+    url = make_url(settings.resolved_database_url()).render_as_string(hide_password=True)
+    return f"{url} (LABELWISE_HOME={settings.home.resolve()})"
 
 
 @app.command()
@@ -38,6 +47,14 @@ def worker(
         None, "--batch-size", "-b", min=1, help="Most messages per model call (default LABELWISE_BATCH_SIZE)."
     ),
     loglevel: str = typer.Option(None, "--loglevel", "-l", help="Log level (default LABELWISE_LOG_LEVEL)."),
+    metrics_port: int = typer.Option(
+        None,
+        "--metrics-port",
+        min=1,
+        max=65535,
+        help="Serve worker metrics (Prometheus) on this port at /metrics, summed over the worker's processes.",
+    ),
+    metrics_host: str = typer.Option("127.0.0.1", "--metrics-host", help="Address the metrics endpoint binds to."),
 ) -> None:
     """Run a worker that consumes labelwise.classify and labelwise.deliver messages until stopped (Ctrl-C).
 
@@ -48,11 +65,19 @@ def worker(
         "batch_size": batch_size or settings.batch_size,
     }
     settings = settings.model_copy(update=updates)
+    logs.configure(settings.log_format, loglevel or settings.log_level)
     if settings.worker_processes > 1:
-        raise typer.Exit(_run_processes(settings, loglevel))
+        with _metrics_dir(metrics_port) as multiproc_dir:
+            if metrics_port:
+                _serve_metrics(settings, metrics_port, metrics_host)
+            raise typer.Exit(_run_processes(settings, loglevel, multiproc_dir))
     from labelwise.worker.app import create_app
 
+    if metrics_port:
+        _serve_metrics(settings, metrics_port, metrics_host)
+
     argv = [
+        *(["--quiet"] if settings.log_format == "json" else []),  # no banner: every line is a JSON object
         "worker",
         f"--loglevel={loglevel or settings.log_level}",
         f"--queues={settings.queue}",
@@ -63,11 +88,38 @@ def worker(
     create_app(settings).worker_main(argv)
 
 
-def _run_processes(settings: Settings, loglevel: str | None) -> int:
+@contextlib.contextmanager
+def _metrics_dir(metrics_port: int | None) -> Iterator[str | None]:
+    """With a metrics port: a directory for prometheus-client's multiprocess mode (the children write
+    their metrics there, this process serves the sum), unless PROMETHEUS_MULTIPROC_DIR names one."""
+    from labelwise.worker.metrics import MULTIPROC_ENV
+
+    if not metrics_port or os.environ.get(MULTIPROC_ENV):
+        yield os.environ.get(MULTIPROC_ENV)
+        return
+    with tempfile.TemporaryDirectory(prefix="labelwise-metrics-") as path:
+        os.environ[MULTIPROC_ENV] = path
+        try:
+            yield path
+        finally:
+            del os.environ[MULTIPROC_ENV]
+
+
+def _serve_metrics(settings: Settings, port: int, host: str) -> None:
+    from labelwise.worker import metrics
+    from labelwise.worker.app import create_app
+
+    metrics.serve(port, host=host, celery=create_app(settings), queues=[settings.queue])
+
+
+def _run_processes(settings: Settings, loglevel: str | None, multiproc_dir: str | None = None) -> int:
     """N single-process workers side by side, each with its share of the cores; stops them together."""
+    from labelwise.worker.metrics import MULTIPROC_ENV
+
     threads = settings.threads_per_process()
     env = {
         **os.environ,
+        **({MULTIPROC_ENV: multiproc_dir} if multiproc_dir else {}),
         "LABELWISE_WORKER_PROCESSES": "1",
         "LABELWISE_TORCH_THREADS": str(threads),
         "LABELWISE_BATCH_SIZE": str(settings.batch_size),
@@ -104,6 +156,7 @@ def _serve_api(settings: Settings, *, host: str, port: int) -> None:
     import uvicorn
 
     from labelwise.api.app import create_app as create_api
+    from labelwise.logs import uvicorn_log_config
 
     class Server(uvicorn.Server):
         """uvicorn.run re-raises the signal that stopped it, which ends the process before ``up`` can stop
@@ -118,12 +171,15 @@ def _serve_api(settings: Settings, *, host: str, port: int) -> None:
                 for sig, handler in previous.items():
                     signal.signal(sig, handler)
 
-    Server(uvicorn.Config(create_api(settings), host=host, port=port, log_level=settings.log_level.lower())).run()
+    log_config = uvicorn_log_config(settings.log_format, settings.log_level)
+    kwargs: dict[str, Any] = {"log_config": log_config} if log_config else {}
+    config = uvicorn.Config(create_api(settings), host=host, port=port, log_level=settings.log_level.lower(), **kwargs)
+    Server(config).run()
 
 
 @app.command()
 def up(ctx: typer.Context, host: str = HostOpt, port: int = PortOpt) -> None:
-    """Migrate the database, then run the worker and the HTTP API together until Ctrl-C."""
+    """Migrate the database, then run the worker and the HTTP API together until Ctrl-C or SIGTERM."""
     c = get_ctx(ctx)
     c.settings.ensure_home()
     upgrade(c.settings.resolved_database_url())

@@ -251,3 +251,17 @@ class TrafficVector(Base):
     label_set_id: Mapped[int] = mapped_column(ForeignKey("label_sets.id", ondelete="CASCADE"))
     model_id: Mapped[str] = mapped_column(String(200))
     vector: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class WorkerHeartbeat(Base):
+    """One row per running worker process, refreshed while its consumer runs: /readyz asks whether any
+    worker was seen recently. A clean shutdown deletes the row; a killed worker's row goes stale."""
+
+    __tablename__ = "worker_heartbeats"
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)  # Celery node name and pid
+    host: Mapped[str] = mapped_column(String(200))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    seen_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+    messages: Mapped[int] = mapped_column(Integer, default=0)  # classify messages handled since start

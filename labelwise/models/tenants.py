@@ -82,3 +82,8 @@ def revoke_token(session: Session, *, tenant_id: int, token_or_prefix: str) -> i
     for row in rows:
         row.revoked_at = utcnow()
     return len(rows)
+
+
+def list_tokens(session: Session, *, tenant_id: int) -> list[ApiToken]:
+    """The tenant's tokens (prefix, creation and revocation times; the secret part is never stored), oldest first."""
+    return list(session.scalars(select(ApiToken).where(ApiToken.tenant_id == tenant_id).order_by(ApiToken.id)))

@@ -42,6 +42,7 @@ from labelwise.pipeline.labelling import (  # noqa: F401 - the public surface
     version_view,
 )
 from labelwise.pipeline.learning import record_feedback  # noqa: F401 - the public surface
+from labelwise.pipeline.operating import heartbeat, worker_check, worker_stopped  # noqa: F401 - the public surface
 from labelwise.pipeline.receiving import receive_event  # noqa: F401 - the public surface
 from labelwise.pipeline.views import job_view, to_result  # noqa: F401 - the public surface
 from labelwise.pipeline.working import (  # noqa: F401 - the public surface

@@ -23,15 +23,22 @@ def database_errors() -> Iterator[None]:
         raise DatabaseUnavailableError(f"database unavailable: {e.orig or e}") from e
 
 
-def readiness(sessions: sessionmaker[Session], celery: Any) -> dict[str, str]:
-    """``{"database": "ok" | reason, "broker": "ok" | reason}``."""
+def readiness(sessions: sessionmaker[Session], celery: Any, *, worker_within_s: float | None = None) -> dict[str, str]:
+    """``{"database": "ok" | reason, "broker": "ok" | reason}``; with ``worker_within_s`` also
+    ``"worker"``: whether any worker's heartbeat is at most that old."""
+    from labelwise.pipeline.operating import worker_check
+
     checks = {}
     try:
         with sessions() as session:
             session.execute(text("SELECT 1"))
+            if worker_within_s is not None:
+                checks["worker"] = worker_check(session, within_s=worker_within_s)
         checks["database"] = "ok"
     except Exception as e:  # any failure means not ready; the reason is reported, not raised
         checks["database"] = f"unavailable: {type(e).__name__}"
+        if worker_within_s is not None:
+            checks["worker"] = "unknown: the database is unavailable"
     try:
         with celery.connection_for_write() as conn:
             conn.ensure_connection(max_retries=1, timeout=2)

@@ -41,6 +41,7 @@ class Attempt:
     wait_s: float | None = None
     error: str | None = None
     attempted: bool = True
+    kind: str = "unknown"  # the integration's kind (webhook, slack, ...)
 
 
 def deliver(
@@ -58,9 +59,11 @@ def deliver(
     Raises DatabaseUnavailableError (retryable) when the database cannot be reached."""
     with database_errors(), sessions.begin() as session:
         delivery = integrations.lock_delivery(session, delivery_id)
+        integration = session.get(Integration, delivery.integration_id)
+        kind = integration.kind if integration is not None else "unknown"
         skip = _skip_reason(delivery, now=utcnow())
         if skip is not None:
-            return Attempt(delivery.status, error=skip, attempted=False)
+            return Attempt(delivery.status, error=skip, attempted=False, kind=kind)
         delivery.attempts += 1
         delivery.leased_until = delivery.next_attempt_at = utcnow() + dt.timedelta(seconds=lease_s)
         attempt, done = delivery.attempts, list(delivery.steps_done or [])
@@ -71,7 +74,7 @@ def deliver(
         delivery.steps_done = outcome.steps_done
         delivery.leased_until = None
         status, wait_s = _record(delivery, outcome, attempt=attempt, max_attempts=max_attempts, delay_s=delay_s)
-        return Attempt(status, wait_s, delivery.last_error)
+        return Attempt(status, wait_s, delivery.last_error, kind=kind)
 
 
 def _skip_reason(delivery: Delivery, *, now: dt.datetime) -> str | None:
@@ -145,10 +148,13 @@ def _record(
     return "retrying", wait_s
 
 
-def delivery_view(row: Delivery) -> dict[str, Any]:
+def delivery_view(row: Delivery, integration: Integration | None = None) -> dict[str, Any]:
+    """A delivery as the CLI lists it; with its integration, that integration's name and kind."""
     return {
         "delivery_id": row.id,
         "job_id": row.job_id,
+        "integration": integration.name if integration is not None else None,
+        "kind": integration.kind if integration is not None else None,
         "status": row.status,
         "attempts": row.attempts,
         "steps_done": row.steps_done,
@@ -161,7 +167,7 @@ def delivery_view(row: Delivery) -> dict[str, Any]:
 
 def list_deliveries(session: Session, *, tenant_id: int | None, status: str | None, limit: int) -> list[dict[str, Any]]:
     rows = integrations.list_deliveries(session, tenant_id=tenant_id, status=status, limit=limit)
-    return [delivery_view(r) for r in rows]
+    return [delivery_view(r, session.get(Integration, r.integration_id)) for r in rows]
 
 
 def replay_deliveries(session: Session, *, tenant_id: int | None, ids: list[str]) -> list[str]:

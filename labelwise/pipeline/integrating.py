@@ -76,6 +76,7 @@ def plan_deliveries(
     session: Session, job: Job, *, subscribers: dict[tuple[int, str], list[Integration]] | None = None
 ) -> list[str]:
     """One pending delivery per target of a done job: its reply_to integration and subscribed webhooks.
+    A reply_to naming no integration of the tenant adds a warning to the job's result instead.
 
     ``subscribers`` memoises the subscribed webhooks per (tenant, label set) across a batch."""
     if job.tenant_id is None:
@@ -84,7 +85,9 @@ def plan_deliveries(
     if job.reply_to:
         row = integrations.find_integration(session, tenant_id=job.tenant_id, name=str(job.reply_to["integration"]))
         if row is None:
-            log.warning("job %s: reply_to names unknown integration %r", job.id, job.reply_to["integration"])
+            warning = f"reply_to names unknown integration {job.reply_to['integration']!r}: no reply was sent"
+            log.warning("job %s: %s", job.id, warning, extra={"job_id": job.id})
+            job.result = {**(job.result or {}), "warnings": [*(job.result or {}).get("warnings", []), warning]}
         else:
             targets.append((row, {k: v for k, v in job.reply_to.items() if k != "integration"}))
     memo = {} if subscribers is None else subscribers

@@ -48,7 +48,7 @@ def store_batch(
     """Mark the batch's still-running jobs done (one executemany), plan their deliveries and keep their
     vectors as traffic; a job finished elsewhere meanwhile comes back as it is, without deliveries."""
     still_running = jobs.lock_running(session, [c.job.id for c in todo.values()])
-    rows, stored = [], {}
+    stored: dict[int, tuple[Claimed, int]] = {}
     out: dict[int, Classified] = {}
     for (i, claimed), outcome, row in zip(todo.items(), scored, range(len(scored)), strict=True):
         job = claimed.job  # detached: the claim's transaction is over; its fields are loaded
@@ -57,13 +57,14 @@ def store_batch(
             continue
         result = to_result(outcome, version=claimed.version, model=classifier.model_id)
         jobs.mark_done(job, result=result, version_id=claimed.version_id)
-        rows.append({column: getattr(job, column) for column in _DONE_COLUMNS})
         stored[i] = (claimed, row)
-    if rows:
-        session.execute(update(Job), rows)
     subscribers: dict[tuple[int, str], list[Integration]] = {}
+    # planned before the rows are written: a reply_to naming no integration adds a warning to the result
+    planned = {i: plan_deliveries(session, c.job, subscribers=subscribers) for i, (c, _) in stored.items()}
+    if stored:
+        session.execute(update(Job), [{k: getattr(c.job, k) for k in _DONE_COLUMNS} for c, _ in stored.values()])
     for i, (claimed, _) in stored.items():
-        out[i] = Classified(job_view(claimed.job), plan_deliveries(session, claimed.job, subscribers=subscribers))
+        out[i] = Classified(job_view(claimed.job), planned[i])
     if refiner is not None and stored:
         kept = list(stored.values())
         for label_set_id, picks in rows_by(kept, lambda pair: pair[0].label_set_id).items():

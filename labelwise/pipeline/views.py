@@ -27,6 +27,7 @@ def job_view(job: Job) -> dict[str, Any]:
         "created_at": job.created_at.isoformat() if job.created_at else None,
         "finished_at": job.finished_at.isoformat() if job.finished_at else None,
         "feedback": job.feedback_label,
+        "warnings": result.get("warnings", []),
     }
 
 

@@ -32,6 +32,9 @@ def create_app(settings: Settings) -> Celery:
         task_default_queue=settings.queue,
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=True,
+        # Task events for Flower (`celery flower`): sent when a task is published, started and finished.
+        worker_send_task_events=settings.task_events,
+        task_send_sent_event=settings.task_events,
         # Celery's thread pool feeds the batcher: up to two batches of messages in flight per process.
         worker_pool="threads",
         worker_concurrency=2 * settings.batch_size,

@@ -3,10 +3,14 @@ batcher that turns messages into stored results and published deliveries."""
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import httpx
+import numpy as np
 from celery import Celery
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -23,6 +27,7 @@ from labelwise.models.tables import Job
 from labelwise.pipeline.traffic import Refiner, TrafficPolicy
 from labelwise.pipeline.working import Classified, Message, classify_batch
 from labelwise.settings import Settings
+from labelwise.worker import metrics as worker_metrics
 from labelwise.worker.app import CLASSIFY_TASK, DELIVER_TASK, message_kwargs
 from labelwise.worker.batching import Batcher
 
@@ -72,7 +77,28 @@ def build_classifier(settings: Settings) -> Classifier:
         encoder = OnnxEncoder(settings.model, cache_dir=settings.onnx_dir or settings.home / "onnx", threads=threads)
     else:
         encoder = SentenceTransformerEncoder(settings.model, threads=threads)
-    return Classifier(encoder=encoder, top_k=settings.top_k, cache=LabelCache(settings.label_cache_size))
+    cache = LabelCache(
+        settings.label_cache_size,
+        on_build=lambda refined, seconds: worker_metrics.label_index_built(refined=refined, seconds=seconds),
+    )
+    return Classifier(encoder=TimedEncoder(encoder), top_k=settings.top_k, cache=cache)
+
+
+class TimedEncoder:
+    """An Encoder that records each call's seconds in the worker metrics."""
+
+    def __init__(self, inner: Encoder) -> None:
+        self.inner = inner
+
+    @property
+    def model_id(self) -> str:
+        return self.inner.model_id
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        started = time.perf_counter()
+        vectors = self.inner.encode(texts)
+        worker_metrics.encode_done(time.perf_counter() - started)
+        return vectors
 
 
 def build_resources(settings: Settings, publisher: Publisher) -> Resources:
@@ -86,6 +112,7 @@ def build_resources(settings: Settings, publisher: Publisher) -> Resources:
         refiner = Refiner(sessions, classifier.cache, policy, max_share=settings.traffic_refine_share)
 
     def handle(messages: list[Message]) -> list[Classified | Exception]:
+        started_at = dt.datetime.now(dt.UTC)
         outcomes = classify_batch(
             sessions,
             classifier,
@@ -95,9 +122,9 @@ def build_resources(settings: Settings, publisher: Publisher) -> Resources:
             max_attempts=settings.max_attempts,
             refiner=refiner,
         )
-        publish_deliveries(
-            sessions, publisher, [d for o in outcomes if isinstance(o, Classified) for d in o.deliveries]
-        )
+        done = [o for o in outcomes if isinstance(o, Classified)]
+        publish_deliveries(sessions, publisher, [d for o in done for d in o.deliveries])
+        worker_metrics.batch_done([o.view for o in done], started_at=started_at)
         return outcomes
 
     return Resources(

@@ -4,25 +4,31 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
+import socket
 import threading
+import time
 from typing import Any
 
 from celery import Celery, Task
-from celery.signals import worker_init, worker_ready, worker_shutdown
+from celery.signals import after_setup_logger, after_setup_task_logger, worker_init, worker_ready, worker_shutdown
 
-from labelwise import pipeline
+from labelwise import logs, pipeline
 from labelwise.errors import RetryableError
 from labelwise.models import integrations
 from labelwise.models.tables import utcnow
 from labelwise.pipeline.common import backoff_s
 from labelwise.settings import Settings
+from labelwise.worker import metrics as worker_metrics
 from labelwise.worker.app import CLASSIFY_TASK, DELIVER_TASK
+from labelwise.worker.heartbeat import Heartbeat
 from labelwise.worker.reconciler import Reconciler
 from labelwise.worker.resources import Publisher, Resources, build_resources
 
 log = logging.getLogger(__name__)
 
 _resources: Resources | None = None
+_heartbeat: Heartbeat | None = None
 _lock = threading.Lock()
 
 
@@ -42,17 +48,25 @@ def register(app: Celery, settings: Settings) -> None:
     @app.task(name=CLASSIFY_TASK, bind=True, max_retries=settings.db_retry_max)
     def classify(self: Task, *args: Any, **kwargs: Any) -> None:
         res = resources(settings, publisher)
-        task_id = self.request.id
+        task_id, started = self.request.id, time.perf_counter()
         try:
             done = res.batcher.submit(pipeline.Message(task_id, kwargs, args))
         except RetryableError as e:
             raise _retry(self, e, cap_s=settings.db_retry_backoff_max_s) from e
         view = done.view
-        log.info("job %s: %s %s", task_id, view["status"], view["chosen"] or view["error"] or "")
+        fields = {k: view[k] for k in ("job_id", "tenant", "label_set", "status")}
+        log.info(
+            "job %s: %s %s",
+            task_id,
+            view["status"],
+            view["chosen"] or view["error"] or "",
+            extra={**fields, "task_id": task_id, "duration_s": time.perf_counter() - started},
+        )
 
     @app.task(name=DELIVER_TASK, bind=True, max_retries=None)
     def deliver(self: Task, delivery_id: str) -> None:
         res = resources(settings, publisher)
+        started = time.perf_counter()
         try:
             attempt = pipeline.deliver(
                 res.sessions,
@@ -73,9 +87,16 @@ def register(app: Celery, settings: Settings) -> None:
         if not attempt.attempted:
             log.debug("delivery %s: nothing to do (%s)", delivery_id, attempt.error)
             return
+        worker_metrics.delivery_done(attempt.kind, attempt.status)
         retry = f"; next attempt in {attempt.wait_s:.1f}s" if attempt.wait_s else ""
+        fields = {"delivery_id": delivery_id, "integration": attempt.kind, "status": attempt.status}
         log.info(
-            "delivery %s: %s%s%s", delivery_id, attempt.status, f" ({attempt.error})" if attempt.error else "", retry
+            "delivery %s: %s%s%s",
+            delivery_id,
+            attempt.status,
+            f" ({attempt.error})" if attempt.error else "",
+            retry,
+            extra={**fields, "duration_s": time.perf_counter() - started},
         )
         if (
             attempt.status == "retrying"
@@ -84,20 +105,46 @@ def register(app: Celery, settings: Settings) -> None:
         ):
             _publish_retry(res, publisher, delivery_id, attempt.wait_s)  # longer waits: the reconciler
 
-    reconciler = Reconciler(settings, publisher)
-
     @worker_init.connect(weak=False)
     def _load_model(**_: Any) -> None:
         # Before the consumer starts: a worker takes messages only once it can classify them.
+        worker_metrics.configure(per_tenant=settings.metrics_tenant_labels)
         resources(settings, publisher).classifier.encoder.encode(["warm-up"])
 
-    @worker_ready.connect(weak=False)
-    def _start_reconciler(**_: Any) -> None:
-        reconciler.start(resources(settings, publisher).sessions)
+    register_operations(settings, publisher)
 
-    @worker_shutdown.connect(weak=False)
-    def _stop_reconciler(**_: Any) -> None:
+
+def register_operations(settings: Settings, publisher: Publisher) -> None:
+    """While the consumer runs: the reconciler and the heartbeat; and the log format on Celery's loggers."""
+    reconciler = Reconciler(settings, publisher)
+
+    @worker_ready.connect(weak=False, dispatch_uid="labelwise-worker-ready")
+    def _start(sender: Any = None, **_: Any) -> None:
+        global _heartbeat
+        res = resources(settings, publisher)
+        reconciler.start(res.sessions)
+        host = socket.gethostname()
+        name = f"{getattr(sender, 'hostname', None) or host}/{os.getpid()}"
+        _heartbeat = Heartbeat(
+            res.sessions,
+            name=name,
+            host=host,
+            pid=os.getpid(),
+            interval_s=settings.worker_heartbeat_s,
+            messages=lambda: res.batcher.items,
+        )
+        _heartbeat.start()
+
+    @worker_shutdown.connect(weak=False, dispatch_uid="labelwise-worker-shutdown")
+    def _stop(**_: Any) -> None:
         reconciler.stop()
+        if _heartbeat is not None:
+            _heartbeat.stop()
+
+    @after_setup_logger.connect(weak=False, dispatch_uid="labelwise-log-format")
+    @after_setup_task_logger.connect(weak=False, dispatch_uid="labelwise-task-log-format")
+    def _log_format(logger: logging.Logger, **_: Any) -> None:
+        logs.use_format(logger, settings.log_format)
 
 
 def _publish_retry(res: Resources, publisher: Publisher, delivery_id: str, wait_s: float) -> None:

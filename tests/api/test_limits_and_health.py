@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -42,7 +43,27 @@ def test_rate_limit_is_429_with_retry_after_per_tenant(api: Api) -> None:
 def test_health_and_readiness(api: Api) -> None:
     assert api.client.get("/healthz").json()["status"] == "ok"
     ready = api.client.get("/readyz")
-    assert ready.status_code == 200 and ready.json()["checks"] == {"database": "ok", "broker": "ok"}
+    assert ready.status_code == 200 and ready.json()["checks"] == {"database": "ok", "broker": "ok", "worker": "ok"}
+
+
+def test_readyz_needs_a_worker_seen_recently(tmp_path: Path) -> None:
+    """No heartbeat: 503 naming the worker; a fresh one: 200; once it is older than 4 intervals: 503 again."""
+    from labelwise import pipeline
+    from labelwise.models.db import make_engine, make_session_factory, upgrade
+
+    settings = Settings(home=tmp_path, worker_heartbeat_s=0.5)
+    settings.ensure_home()
+    upgrade(settings.resolved_database_url())
+    with TestClient(create_app(settings)) as client:
+        r = client.get("/readyz")
+        assert r.status_code == 503 and r.json()["checks"]["worker"] == "unavailable: no worker seen in the last 2 s"
+        assert r.json()["checks"]["database"] == "ok" and r.json()["checks"]["broker"] == "ok"
+        engine = make_engine(settings.resolved_database_url())
+        pipeline.heartbeat(make_session_factory(engine), name="w1@host/1", host="host", pid=1, messages=0)
+        engine.dispose()
+        assert client.get("/readyz").status_code == 200
+        time.sleep(2.2)
+        assert client.get("/readyz").json()["checks"]["worker"].startswith("unavailable")
 
 
 def test_not_ready_without_database_or_broker(tmp_path: Path) -> None:

@@ -223,8 +223,11 @@ def test_a_failed_export_leaves_no_file_behind(tmp_path: Path, monkeypatch: pyte
     assert [p.suffix for p in tmp_path.iterdir()] == [".lock"]
 
 
-def test_export_failure_in_the_child_process_is_a_labelwise_error(tmp_path: Path) -> None:
-    """Corrupt weights fail the child's export; the caller gets a LabelwiseError with its stderr."""
+def test_export_failure_in_the_child_process_is_a_labelwise_error(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Corrupt weights fail the child's export; the caller gets a LabelwiseError with its stderr.
+    Before exporting, a first start says so (it would otherwise sit silent for seconds)."""
     model_dir = tmp_path / "broken-model"
     model_dir.mkdir()
     (model_dir / "config.json").write_text('{"model_type": "bert"}')
@@ -232,6 +235,7 @@ def test_export_failure_in_the_child_process_is_a_labelwise_error(tmp_path: Path
     with pytest.raises(onnx.LabelwiseError, match="ONNX export of .*broken-model failed"):
         onnx.ensure_exported(str(model_dir), tmp_path / "cache")
     assert not list((tmp_path / "cache").glob("*.onnx"))
+    assert any(r.getMessage().startswith(f"exporting {model_dir} to ONNX") for r in caplog.records)
 
 
 def test_a_directory_without_weights_is_a_labelwise_error(tmp_path: Path) -> None:

@@ -224,6 +224,7 @@ def test_webhook_failing_twice_then_ok_receives_one_delivery_id(api: Api, stand_
         assert Webhook(WHSEC).verify(r.body, r.headers)["data"]["job_id"] == job_id
     delivery = wait_delivery(api, job_id, "delivered")
     assert delivery["attempts"] == 3 and delivery["delivery_id"] == received[0].headers["webhook-id"]
+    assert delivery["kind"] == "webhook" and delivery["integration"] == "customer"  # names the integration
 
 
 def test_retry_after_is_honoured_and_timeouts_are_retried(api: Api, stand_in: Platform) -> None:

@@ -138,3 +138,16 @@ def test_an_edited_label_set_is_used_by_the_next_message(stack: Stack, tmp_path:
     assert stack.cli_json("labels", "rollback", "tiny", "--to", "1", "--tenant", tenant)["version"] == 1
     rolled = stack.wait_job(stack.send({"tenant": tenant, "label_set": "tiny", "text": text}))
     assert rolled["label_set_version"] == 1 and "shipping" not in rolled["chosen"]
+
+
+def test_reply_to_an_unknown_integration_is_recorded_on_the_job(stack: Stack) -> None:
+    """The job is classified, and its result says that no reply was sent and why."""
+    tenant = new_tenant(stack)
+    reply_to = {"integration": "slack-typo", "channel": "C0123"}
+    job = stack.wait_job(
+        stack.send({"tenant": tenant, "label_set": "tiny", "text": "I cannot log in", "reply_to": reply_to})
+    )
+    assert job["status"] == "done" and job["chosen"] == ["account-access"]
+    assert job["warnings"] == ["reply_to names unknown integration 'slack-typo': no reply was sent"]
+    assert stack.cli_json("jobs", "show", job["job_id"])["warnings"] == job["warnings"]
+    assert stack.cli_json("deliveries", "list", "--tenant", tenant) == []
