@@ -67,7 +67,7 @@ def run_stack(kind: str, plan: Plan, *, home: Path, log: Callable[[str], None] |
         with _servers(kind, home) as (database_url, broker_url, servers):
             env = _env(kind, home, database_url, broker_url)
             say(f"[{kind}] seeding")
-            tenants = _seed(env, home, webhook_url=webhook.url, slack_url=slack.url)
+            tenants = _seed(env, webhook_url=webhook.url, slack_url=slack.url)
             with _Fleet(env, home) as fleet:
                 fleet.start_workers(2)
                 fleet.start_api(death_chance=plan.api_death_chance)
@@ -138,43 +138,45 @@ def _env(kind: str, home: Path, database_url: str, broker_url: str) -> dict[str,
     }
 
 
-def _cli(env: dict[str, str], home: Path, *args: str) -> str:
-    proc = subprocess.run(
-        [sys.executable, "-m", "labelwise", *args],
-        env={**os.environ, **env},
-        cwd=home,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"labelwise {' '.join(args)}: {proc.stderr[-2000:]}")
-    return proc.stdout
-
-
-def _seed(env: dict[str, str], home: Path, *, webhook_url: str, slack_url: str) -> dict[str, dict[str, str]]:
+def _seed(env: dict[str, str], *, webhook_url: str, slack_url: str) -> dict[str, dict[str, str]]:
     """Two tenants with the support label set: ``a`` has every result sent to a webhook, ``b`` asks for a
     Slack reply in some messages. Returns each tenant's name and token."""
-    import json
+    from labelwise import pipeline
+    from labelwise.crypto import SecretBox
+    from labelwise.labelset import load_yaml
+    from labelwise.models import tenants as tenants_q
+    from labelwise.models.db import make_engine, make_session_factory, upgrade
 
-    _cli(env, home, "db", "upgrade")
-    tenants = {}
-    for who in ("a", "b"):
-        name = f"chaos-{who}"
-        token = json.loads(_cli(env, home, "tenant", "create", name, "--json"))["token"]
-        _cli(env, home, "labels", "apply", str(LABELS), "--tenant", name)
-        tenants[who] = {"name": name, "token": token}
-    (home / "webhook.yaml").write_text(
-        f"name: hook\nkind: webhook\nsettings: {{url: '{webhook_url}/hook', subscribe: [support]}}\n"
-        "secrets: {signing_secrets: [whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw]}\n"
-    )
-    (home / "slack.yaml").write_text(
-        f"name: slack\nkind: slack\nlabel_set: support\nsettings: {{base_url: '{slack_url}'}}\n"
-        "secrets: {bot_token: xoxb-chaos, signing_secret: chaos}\n"
-    )
-    _cli(env, home, "integrations", "apply", str(home / "webhook.yaml"), "--tenant", tenants["a"]["name"])
-    _cli(env, home, "integrations", "apply", str(home / "slack.yaml"), "--tenant", tenants["b"]["name"])
-    return tenants
+    upgrade(env["LABELWISE_DATABASE_URL"])
+    engine = make_engine(env["LABELWISE_DATABASE_URL"])
+    box = SecretBox([env["LABELWISE_SECRET_KEY"].encode()])
+    integrations = {
+        "a": {
+            "name": "hook",
+            "kind": "webhook",
+            "settings": {"url": f"{webhook_url}/hook", "subscribe": ["support"]},
+            "secrets": {"signing_secrets": ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]},
+        },
+        "b": {
+            "name": "slack",
+            "kind": "slack",
+            "label_set": "support",
+            "settings": {"base_url": slack_url},
+            "secrets": {"bot_token": "xoxb-chaos", "signing_secret": "chaos"},
+        },
+    }
+    out = {}
+    try:
+        with make_session_factory(engine).begin() as s:
+            for who in ("a", "b"):
+                tenant = tenants_q.create_tenant(s, f"chaos-{who}")
+                _, token = tenants_q.create_token(s, tenant_id=tenant.id)
+                pipeline.apply_label_set(s, tenant=tenant.name, doc=load_yaml(LABELS.read_text()))
+                pipeline.apply_integration(s, box, tenant_id=tenant.id, data=integrations[who])
+                out[who] = {"name": tenant.name, "token": token}
+    finally:
+        engine.dispose()
+    return out
 
 
 class _Fleet:
