@@ -12,7 +12,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from labelwise import __version__
 from labelwise.api import errors
 from labelwise.api.deps import RateLimiter, State
-from labelwise.api.routes import health, hooks, integrations, jobs, labelsets, metrics
+from labelwise.api.routes import health, hooks, integrations, jobs, labelsets, metrics, previews
 from labelwise.crypto import secret_box
 from labelwise.models.db import make_engine, make_session_factory
 from labelwise.settings import Settings
@@ -55,7 +55,7 @@ def create_app(settings: Settings) -> FastAPI:
         return response
 
     errors.install(app)
-    for module in (jobs, labelsets, integrations, hooks, health, metrics):
+    for module in (jobs, labelsets, previews, integrations, hooks, health, metrics):
         app.include_router(module.router)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)  # type: ignore[arg-type]
 

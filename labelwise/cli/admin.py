@@ -103,7 +103,7 @@ def labels_apply(
     try:
         doc = load_yaml(file.read_text(encoding="utf-8"))
         with c.sessions.begin() as s:
-            version, created = pipeline.apply_label_set(s, tenant=tenant, doc=doc)
+            version, created = pipeline.apply_label_set(s, tenant=tenant, doc=doc, created_by="cli")
             out = {"tenant": tenant, "label_set": doc.name, "version": version.version, "created": created}
     except LabelwiseError as e:
         fail(e, as_json=as_json)

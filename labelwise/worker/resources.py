@@ -29,6 +29,7 @@ class Resources:
     box: SecretBox
     http: httpx.Client
     batcher: Batcher[Message, Classified]
+    refiner: Refiner | None = None  # previews score a set's current version with it, as messages are
 
 
 def limit_blas_threads(threads: int) -> None:
@@ -74,6 +75,7 @@ def build_resources(settings: Settings) -> Resources:
         sessions=sessions,
         classifier=classifier,
         batcher=batcher,
+        refiner=refiner,
         box=secret_box(settings),
         http=make_client(allow=settings.outbound_allow, timeout_s=settings.outbound_timeout_s),
     )

@@ -13,6 +13,7 @@ from labelwise import pipeline
 from labelwise.errors import RetryableError
 from labelwise.pipeline.common import backoff_s
 from labelwise.settings import Settings
+from labelwise.worker import previews
 from labelwise.worker.app import CLASSIFY_TASK, DELIVER_TASK
 from labelwise.worker.resources import Resources, build_resources
 
@@ -74,6 +75,8 @@ def register(app: Celery, settings: Settings) -> None:
         log.info("delivery %s: %s%s%s", delivery_id, status, f" ({error})" if error else "", retry)
         if status == "retrying":
             raise self.retry(countdown=wait_s)
+
+    previews.register(app, settings)  # labelwise.preview, labelwise.evaluate (console and POST /v1/preview)
 
     @worker_init.connect(weak=False)
     def _load_model(**_: Any) -> None:
