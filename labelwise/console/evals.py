@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Request, UploadFile
+from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import HTMLResponse, Response
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile  # what request.form() gives (fastapi.UploadFile subclasses it)
 
 from labelwise.api.deps import State, state
 from labelwise.console import forms

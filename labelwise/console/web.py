@@ -151,7 +151,7 @@ class SecurityHeaders:
                     (b"content-security-policy", policy.encode()),
                     (b"x-content-type-options", b"nosniff"),
                     (b"x-frame-options", b"DENY"),
-                    (b"referrer-policy", b"no-referrer"),
+                    (b"referrer-policy", b"same-origin"),  # no-referrer would make Origin "null",
                 ]
             await send(message)
 
