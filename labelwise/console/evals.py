@@ -41,9 +41,11 @@ def evaluate_page(
 @router.post("/sets/{name}/evaluate", response_class=HTMLResponse)
 async def start(request: Request, name: Name, st: State = Depends(state), who: Admin = Depends(checked)) -> Response:
     """Score an uploaded CSV (``text,label``) or JSONL file with the draft and the current version."""
-    upload = (await request.form()).get("file")
+    form = await request.form()
+    upload = form.get("file")
     data = await upload.read(st.settings.max_body_bytes + 1) if isinstance(upload, UploadFile) else b""
     filename = upload.filename or "upload" if isinstance(upload, UploadFile) else "upload"
+    await form.close()  # the upload's temporary file
 
     def record() -> str:
         rows = evaluating.parse_labelled(data, filename)

@@ -184,6 +184,7 @@ async def import_yaml(
     form = await request.form()
     upload, pasted = form.get("file"), str(form.get("text") or "")
     data = await upload.read(MAX_IMPORT_BYTES + 1) if isinstance(upload, UploadFile) else b""
+    await form.close()  # the upload's temporary file
     text = data.decode("utf-8", errors="replace") if data.strip() else pasted
 
     def store() -> None:

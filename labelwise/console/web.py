@@ -175,5 +175,5 @@ def install_error_pages(app: Any) -> None:
         if isinstance(e, RetryableError):
             status, title = 503, "Unavailable"
         if request.headers.get("hx-request"):
-            return HTMLResponse(f'<p class="error" role="alert">{html.escape(e.message)}</p>', status_code=200)
+            return HTMLResponse(f'<p class="error" role="alert">{html.escape(e.message)}</p>', status_code=status)
         return render(request, "error.html", status, title=title, message=e.message, who=None)

@@ -10,11 +10,12 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
+import yaml
 from sqlalchemy.orm import Session
 
 from labelwise.console import diff, forms
 from labelwise.errors import ConflictError, InvalidDocumentError, NotFoundError, UnauthorizedError
-from labelwise.labelset import load_yaml, parse_document
+from labelwise.labelset import parse_document
 from labelwise.models import console, labelsets
 from labelwise.models.tables import utcnow
 from labelwise.pipeline.labelling import label_set_versions, rollback_label_set
@@ -132,7 +133,9 @@ def save_draft(session: Session, *, tenant_id: int, name: str, created_by: str, 
 
 
 def discard_draft(session: Session, *, tenant_id: int, name: str) -> bool:
-    """Drop the draft; returns whether the set has a saved version to go back to."""
+    """Drop the draft; returns whether the set has a saved version to go back to. NotFoundError when
+    the tenant has neither the set nor a draft of it."""
+    editor_state(session, tenant_id=tenant_id, name=name)
     console.delete_draft(session, tenant_id=tenant_id, name=name)
     label_set = labelsets.find_label_set(session, tenant_id=tenant_id, name=name)
     return label_set is not None and label_set.current_version is not None
@@ -141,8 +144,13 @@ def discard_draft(session: Session, *, tenant_id: int, name: str) -> bool:
 def import_yaml(session: Session, *, tenant_id: int, name: str, text: str, max_labels: int) -> None:
     """A YAML document becomes the set's draft (its name is the page's); InvalidDocumentError by field."""
     editor_state(session, tenant_id=tenant_id, name=name)  # NotFoundError first
-    doc = load_yaml(text)
-    doc = parse_document({**doc.model_dump(mode="json"), "name": name}, max_labels=max_labels)
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise InvalidDocumentError(f"not valid YAML: {e}") from e
+    if not isinstance(data, dict):
+        raise InvalidDocumentError("the YAML is not a label-set document (a mapping with labels)")
+    doc = parse_document({**data, "name": name}, max_labels=max_labels)
     put_draft(session, tenant_id=tenant_id, name=name, draft=forms.from_document(doc.model_dump(mode="json")))
 
 
