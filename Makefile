@@ -35,6 +35,7 @@ run: install
 	$(LW) labels apply examples/support.yaml --tenant demo
 	@echo
 	@echo "labelwise is starting: worker + HTTP API on http://127.0.0.1:8000 (docs at /docs); Ctrl-C stops it."
+	@echo "Admin console: http://127.0.0.1:8000/console (sign in with the demo tenant's token)."
 	@echo "In a second terminal, try:"
 	@echo "  $(LW) classify \"I was charged twice for my subscription\" --tenant demo --label-set support"
 	@echo "(the demo tenant's API token was printed above when it was first created; more: $(LW) token create --tenant demo)"

@@ -63,6 +63,8 @@ def request_evaluation(
     for i, row in enumerate(rows):
         if len(row.text) > max_text_chars:
             raise InvalidInputError(f"text over {max_text_chars} characters", field=f"rows.{i}.text")
+        if "\x00" in row.text or "\x00" in row.label:
+            raise InvalidInputError("a NUL character", field=f"rows.{i}")
     try:
         current = labelsets.current_version(session, tenant_id=tenant_id, name=label_set)
     except NotFoundError:

@@ -38,6 +38,8 @@ def check_texts(texts: list[str], *, max_text_chars: int, limit: int, field: str
     for i, text in enumerate(texts):
         if not text.strip():
             raise InvalidInputError("empty text", field=f"{field}.{i}")
+        if "\x00" in text:
+            raise InvalidInputError("the text contains a NUL character", field=f"{field}.{i}")
         if len(text) > max_text_chars:
             raise InvalidInputError(f"text over {max_text_chars} characters", field=f"{field}.{i}")
 
