@@ -79,7 +79,7 @@ async def _draft_from(request: Request, st: State, who: Admin, name: str) -> tup
     if isinstance(action, str):
         draft, focus = forms.apply_action(draft, action)
     await run_in_threadpool(_put, st, who, name, draft)
-    return draft, {**before, "focus": focus, "preview_text": str(form.get("preview_text") or "")}
+    return draft, {**before, "focus": focus, "preview_text": forms.text_of(form.get("preview_text"))}
 
 
 def _put(st: State, who: Admin, name: str, draft: dict[str, Any]) -> None:

@@ -37,8 +37,9 @@ def new_draft(name: str) -> dict[str, Any]:
     }
 
 
-def _text(value: Any) -> str:
-    return "" if value is None else str(value)
+def text_of(value: Any) -> str:
+    """The value as text; NUL characters dropped (no database stores them in text)."""
+    return "" if value is None else str(value).replace("\x00", "")
 
 
 def from_document(doc: Mapping[str, Any]) -> dict[str, Any]:
@@ -47,9 +48,9 @@ def from_document(doc: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "name": doc["name"],
         "multi_label": bool(doc.get("multi_label")),
-        "threshold": _text(doc.get("threshold", 0.3)),
-        "fallback": _text(doc.get("fallback")),
-        "margin": _text(doc.get("margin")),
+        "threshold": text_of(doc.get("threshold", 0.3)),
+        "fallback": text_of(doc.get("fallback")),
+        "margin": text_of(doc.get("margin")),
         "refine_from_traffic": "" if traffic is None else ("true" if traffic else "false"),
         "calibration": doc.get("calibration"),
         "labels": [
@@ -57,7 +58,7 @@ def from_document(doc: Mapping[str, Any]) -> dict[str, Any]:
                 "name": label["name"],
                 "description": label.get("description", ""),
                 "examples": list(label.get("examples", [])),
-                "threshold": _text(label.get("threshold")),
+                "threshold": text_of(label.get("threshold")),
             }
             for label in doc["labels"]
         ],
@@ -73,14 +74,15 @@ def from_form(form: Mapping[str, Any], *, name: str, calibration: Any = None) ->
         if match and isinstance(value, str):
             label = labels.setdefault(int(match[1]), blank_label())
             field = match[2]
+            value = text_of(value)
             label[field] = _lines(value) if field == "examples" else value.strip()
-    traffic = _text(form.get("refine_from_traffic"))
+    traffic = text_of(form.get("refine_from_traffic"))
     return {
         "name": name,
-        "multi_label": _text(form.get("multi_label")) in ("on", "true", "1"),
-        "threshold": _text(form.get("threshold")).strip(),
-        "fallback": _text(form.get("fallback")).strip(),
-        "margin": _text(form.get("margin")).strip(),
+        "multi_label": text_of(form.get("multi_label")) in ("on", "true", "1"),
+        "threshold": text_of(form.get("threshold")).strip(),
+        "fallback": text_of(form.get("fallback")).strip(),
+        "margin": text_of(form.get("margin")).strip(),
         "refine_from_traffic": traffic if traffic in TRAFFIC_CHOICES else "",
         "calibration": calibration,
         "labels": [labels[i] for i in sorted(labels)],

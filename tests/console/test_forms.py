@@ -95,3 +95,9 @@ def test_a_message_becomes_an_example_once() -> None:
     assert once["labels"][1]["examples"] == ["the app crashes"]
     assert forms.with_example(once, "bug", "the app crashes") == once
     assert forms.with_example(draft, "nope", "x") == draft
+
+
+def test_nul_characters_typed_into_the_form_are_dropped() -> None:
+    draft = forms.from_form({"labels.0.name": "a\x00b", "labels.0.examples": "x\x00\ny", "fallback": "\x00"}, name="s")
+    assert draft["labels"][0]["name"] == "ab" and draft["labels"][0]["examples"] == ["x", "y"]
+    assert draft["fallback"] == ""
