@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -102,15 +101,19 @@ def add_label(driver: Any) -> None:
 
 
 def preview(driver: Any, text: str, side: str = "Draft") -> str:
-    """Type a message; the chosen label of one side once the scores for this text are shown."""
+    """Type a message; the chosen label of one side once the scores for this very text are shown."""
     box = driver.find_element(*by("#preview-text"))
     box.clear()
     box.send_keys(text)
-    verdict = f"#preview-result section[aria-label='{side}'] .verdict"
-    wait_for(driver, lambda d: d.find_elements(*by(verdict)))
-    time.sleep(1.0)  # a later keystroke's preview may still be on its way: let the last one land
-    chosen = driver.find_elements(*by(f"{verdict} .chosen"))
-    return str(chosen[0].text) if chosen else "(abstains)"
+    shown = "const s = document.querySelector('#preview-sides'); return !!s && s.dataset.text === arguments[0];"
+    wait_for(driver, lambda d: d.execute_script(shown, text))
+    return str(
+        driver.execute_script(
+            "const v = document.querySelector(`#preview-result section[aria-label='${arguments[0]}'] .verdict`);"
+            "const c = v && v.querySelector('.chosen'); return c ? c.textContent : '(abstains)';",
+            side,
+        )
+    )
 
 
 def test_create_a_set_with_three_labels_and_preview_the_draft(driver: Any, server: Server, shots: Path) -> None:

@@ -285,3 +285,34 @@ def test_integrations_show_dead_deliveries_and_replay_them(signed_in: tuple[Cons
     with console.sessions() as s:
         assert s.get(Delivery, delivery_id).status == "pending"
     assert console.post("/console/deliveries/replay", {"id": delivery_id}).status_code == 409  # not dead any more
+
+
+def _done_job(console: Console, tenant_id: int, text: str, labels: list[tuple[str, float]], chosen: list[str]) -> str:
+    with console.sessions.begin() as s:
+        job = jobs.add_job(s, id=str(uuid.uuid4()), tenant_id=tenant_id, tenant_name="t", label_set_name="support",
+                           idempotency_key=None, text=text, metadata_=None, reply_to=None)  # fmt: skip
+        ranked = [{"name": n, "score": v} for n, v in labels]
+        result = {"label_set_version": 1, "labels": ranked, "chosen": chosen, "abstained": not chosen}
+        jobs.mark_done(job, result=result, version_id=1)
+        return job.id
+
+
+def test_recent_messages_filter_and_become_examples_of_the_draft(signed_in: tuple[Console, int]) -> None:
+    console, tenant_id = signed_in
+    sure = _done_job(console, tenant_id, "charged twice again", [("billing", 0.8), (XSS, 0.2)], ["billing"])
+    close = _done_job(console, tenant_id, "money or markup?", [(XSS, 0.51), ("billing", 0.50)], [XSS])
+    unsure = _done_job(console, tenant_id, "what is this", [("billing", 0.1), (XSS, 0.08)], [])
+
+    def shown(query: str) -> set[str]:
+        page = console.client.get(f"/console/sets/support/messages{query}").text
+        return {j for j in (sure, close, unsure) if f'id="job-{j}"' in page}
+
+    assert shown("") == {sure, close, unsure}
+    assert shown("?label=billing") == {sure, unsure}  # chosen, or ranked first when abstaining
+    assert shown("?abstained=1") == {unsure} and shown("?low_margin=1") == {close, unsure}
+    r = console.post(f"/console/jobs/{close}/to-draft", {"label": "billing"})
+    assert r.headers["location"] == "/console/sets/support?saved=example"
+    editor = console.client.get("/console/sets/support").text
+    assert "You are editing a draft" in editor and "charged twice\nmoney or markup?</textarea>" in editor
+    assert console.version(tenant_id) == 1  # nothing saved yet
+    assert console.post(f"/console/jobs/{close}/to-draft", {"label": "nope"}).status_code == 422
