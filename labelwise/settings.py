@@ -141,6 +141,19 @@ class Settings(BaseSettings):
     sync_timeout_s: float = Field(
         10.0, gt=0, description="How long POST /v1/classify waits for the worker before answering 202."
     )
+    preview_timeout_s: float = Field(
+        10.0, gt=0, description="How long POST /v1/preview and the console's live preview wait for the worker."
+    )
+    preview_max_waits: int = Field(
+        4, ge=1, description="Previews one tenant may be waiting for at once, per API process (429 above)."
+    )
+    eval_max_rows: int = Field(5_000, ge=1, description="Most labelled messages one evaluation may score.")
+    console_session_s: int = Field(
+        28_800,
+        ge=60,
+        description="Lifetime of a console session made from a tenant token (8 h); it ends "
+        "earlier when the token is revoked or the admin signs out.",
+    )
 
     secret_key: SecretStr | None = Field(
         None,

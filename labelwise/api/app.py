@@ -9,10 +9,10 @@ from typing import Any
 from fastapi import FastAPI, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from labelwise import __version__
+from labelwise import __version__, console
 from labelwise.api import errors
 from labelwise.api.deps import RateLimiter, State
-from labelwise.api.routes import health, hooks, integrations, jobs, labelsets, metrics
+from labelwise.api.routes import health, hooks, integrations, jobs, labelsets, metrics, previews
 from labelwise.crypto import secret_box
 from labelwise.models.db import make_engine, make_session_factory
 from labelwise.settings import Settings
@@ -44,7 +44,15 @@ def create_app(settings: Settings) -> FastAPI:
         st.celery.close()
         engine.dispose()
 
-    app = FastAPI(title="labelwise", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    # /docs and /redoc come from packaged assets (labelwise.console.docs): they work offline.
+    app = FastAPI(
+        title="labelwise",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
     app.state.labelwise = st
     app.state.metrics = metrics.Metrics()
 
@@ -55,8 +63,9 @@ def create_app(settings: Settings) -> FastAPI:
         return response
 
     errors.install(app)
-    for module in (jobs, labelsets, integrations, hooks, health, metrics):
+    for module in (jobs, labelsets, previews, integrations, hooks, health, metrics):
         app.include_router(module.router)
+    console.install(app)  # the tenant admin console under /console, /docs, /redoc
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)  # type: ignore[arg-type]
 
     return app

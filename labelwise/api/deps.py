@@ -33,6 +33,7 @@ class State:
 class Caller:
     tenant_id: int
     tenant: str
+    token_prefix: str = ""  # the token's first 10 characters (as `labelwise token revoke` takes them)
 
 
 def state(request: Request) -> State:
@@ -58,7 +59,7 @@ def caller(
         raise ApiError(
             429, "rate_limited", "too many requests for this tenant", {"Retry-After": str(math.ceil(wait_s))}
         )
-    return Caller(tenant_id=tenant.id, tenant=tenant.name)
+    return Caller(tenant_id=tenant.id, tenant=tenant.name, token_prefix=credentials.credentials[:10])
 
 
 class RateLimiter:

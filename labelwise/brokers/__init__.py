@@ -29,6 +29,7 @@ from typing import Any
 from kombu import Exchange, Queue
 from kombu.transport import TRANSPORT_ALIASES
 
+
 def install() -> None:
     """Make ``sqla+`` and ``redis://`` URLs use labelwise's transports in this process."""
     for scheme in ("sqla", "sqlalchemy"):

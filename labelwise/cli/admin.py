@@ -155,7 +155,7 @@ def apply_file(c: Ctx, file: Path, *, tenant: str, if_missing: bool = False) -> 
             if current.get(doc.name) is not None:
                 out = {"tenant": tenant, "label_set": doc.name, "version": current[doc.name], "created": False}
                 return {**out, "outcome": "kept"}
-        version, created = pipeline.apply_label_set(s, tenant=tenant, doc=doc)
+        version, created = pipeline.apply_label_set(s, tenant=tenant, doc=doc, created_by="cli")
     out = {"tenant": tenant, "label_set": doc.name, "version": version.version, "created": created}
     return {**out, "outcome": "created" if created else "unchanged"}
 

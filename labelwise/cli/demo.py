@@ -65,6 +65,7 @@ def _next_steps(out: dict[str, Any], *, tenant: str) -> str:
         f"label set {name} of tenant {tenant}: version {out['version']}{kept}",
         "",
         f"Starting labelwise: worker + HTTP API on {api} (docs at {api}/docs); Ctrl-C stops it.",
+        f"Admin console: {api}/console (sign in with the tenant's API token).",
         "In a second terminal:",
         f'  {lw} classify "I was charged twice for my subscription" --tenant {tenant} --label-set {name}',
         f"  curl -s -X POST {api}/v1/classify -H 'Authorization: Bearer {token}' \\",

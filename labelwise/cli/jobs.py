@@ -165,7 +165,7 @@ def jobs_feedback(
             job = jobs_q.get_job(s, job_id)
             if job.tenant_id is None:
                 raise NotFoundError(f"job {job_id!r} has no known tenant")
-            out = pipeline.record_feedback(s, tenant_id=job.tenant_id, job_id=job_id, label=label)
+            out = pipeline.record_feedback(s, tenant_id=job.tenant_id, job_id=job_id, label=label, created_by="cli")
     except LabelwiseError as e:
         fail(e, as_json=as_json)
     emit(out, as_json=as_json, human=f"label set {out['label_set']} is now version {out['label_set_version']}")

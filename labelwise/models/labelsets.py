@@ -92,8 +92,10 @@ def list_versions(session: Session, *, tenant_id: int, label_set_id: int) -> lis
     )
 
 
-def apply_document(session: Session, *, tenant_id: int, doc: LabelSetDocument) -> tuple[LabelSetVersion, bool]:
-    """Store ``doc`` as the set's new current version.
+def apply_document(
+    session: Session, *, tenant_id: int, doc: LabelSetDocument, created_by: str | None = None
+) -> tuple[LabelSetVersion, bool]:
+    """Store ``doc`` as the set's new current version; ``created_by`` says who (shown in the console).
 
     Returns ``(version, created)``; an unchanged document is a no-op returning the current version.
     A deleted set of the same name comes back, its version numbers going on from where they were.
@@ -119,6 +121,7 @@ def apply_document(session: Session, *, tenant_id: int, doc: LabelSetDocument) -
         version=(last or 0) + 1,
         document=doc.model_dump(mode="json"),
         content_hash=content_hash,
+        created_by=created_by,
     )
     session.add(row)
     session.flush()

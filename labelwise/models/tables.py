@@ -95,6 +95,9 @@ class LabelSetVersion(Base):
     document: Mapped[dict[str, Any]] = mapped_column(JSONType)
     content_hash: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    created_by: Mapped[str | None] = mapped_column(
+        String(100)
+    )  # "console lw_AbCdEfG", "api ...", "cli"; NULL before 0010
 
 
 class Job(Base):
@@ -265,3 +268,75 @@ class WorkerHeartbeat(Base):
     started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
     seen_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
     messages: Mapped[int] = mapped_column(Integer, default=0)  # classify messages handled since start
+
+
+class ConsoleSession(Base):
+    """A signed-in console session, made from a tenant token; it ends with the token (revoked) or at
+    ``expires_at``. ``id`` is the SHA-256 of the cookie's secret, never the secret itself."""
+
+    __tablename__ = "console_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    token_id: Mapped[int] = mapped_column(ForeignKey("api_tokens.id", ondelete="CASCADE"))
+    csrf: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
+class ConsoleDraft(Base):
+    """The unsaved edit of a label set in the console, one per (tenant, set): the editor's form state
+    as JSON (it may be invalid while being typed); saving it makes the next version."""
+
+    __tablename__ = "console_drafts"
+    __table_args__ = (UniqueConstraint("tenant_id", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(64))
+    document: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    base_version: Mapped[int | None] = mapped_column(Integer)  # the version the draft started from
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class Preview(Base):
+    """Texts classified by the worker against an inline document and/or a set's current version;
+    the API waits for ``status`` to leave queued (no Celery result backend)."""
+
+    __tablename__ = "previews"
+    __table_args__ = (Index("ix_previews_tenant_created", "tenant_id", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    label_set: Mapped[str | None] = mapped_column(String(64))  # compare with its current version
+    document: Mapped[dict[str, Any] | None] = mapped_column(JSONType)  # the draft, validated
+    texts: Mapped[list[str]] = mapped_column(JSONType)
+    status: Mapped[str] = mapped_column(String(16), default="queued")  # queued, done, failed
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+
+
+class Evaluation(Base):
+    """Labelled messages scored by the worker with a draft and with a set's current version."""
+
+    __tablename__ = "evaluations"
+    __table_args__ = (Index("ix_evaluations_tenant_created", "tenant_id", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    label_set: Mapped[str] = mapped_column(String(64))
+    document: Mapped[dict[str, Any] | None] = mapped_column(JSONType)  # the draft
+    current_version: Mapped[int | None] = mapped_column(Integer)
+    current_document: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    rows: Mapped[list[dict[str, str]]] = mapped_column(JSONType)  # [{"text", "label"}]
+    status: Mapped[str] = mapped_column(String(16), default="queued")  # queued, running, done, failed
+    done: Mapped[int] = mapped_column(Integer, default=0)  # rows scored so far (both sides count)
+    total: Mapped[int] = mapped_column(Integer, default=0)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSONType)  # {"draft": report, "current": report}
+    figure_draft: Mapped[bytes | None] = mapped_column(LargeBinary)  # PNG, as labelwise eval --plot
+    figure_current: Mapped[bytes | None] = mapped_column(LargeBinary)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())

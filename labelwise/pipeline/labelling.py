@@ -12,10 +12,12 @@ from labelwise.models import labelsets, tenants
 from labelwise.models.tables import LabelSetVersion
 
 
-def apply_label_set(session: Session, *, tenant: str, doc: LabelSetDocument) -> tuple[LabelSetVersion, bool]:
+def apply_label_set(
+    session: Session, *, tenant: str, doc: LabelSetDocument, created_by: str | None = None
+) -> tuple[LabelSetVersion, bool]:
     """Store a label-set document as the new current version (no-op when unchanged)."""
     tenant_row = tenants.get_tenant(session, tenant)
-    return labelsets.apply_document(session, tenant_id=tenant_row.id, doc=doc)
+    return labelsets.apply_document(session, tenant_id=tenant_row.id, doc=doc, created_by=created_by)
 
 
 def label_set_summaries(session: Session, *, tenant_id: int) -> list[dict[str, Any]]:

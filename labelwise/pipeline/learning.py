@@ -12,7 +12,9 @@ from labelwise.models import jobs, labelsets
 from labelwise.models.tables import utcnow
 
 
-def record_feedback(session: Session, *, tenant_id: int, job_id: str, label: str) -> dict[str, Any]:
+def record_feedback(
+    session: Session, *, tenant_id: int, job_id: str, label: str, created_by: str | None = None
+) -> dict[str, Any]:
     """Store the correct label of a done job and add its text to that label's examples (a new version).
 
     The same correction again changes nothing. Raises NotFoundError (job or label set), ConflictError (job
@@ -26,7 +28,9 @@ def record_feedback(session: Session, *, tenant_id: int, job_id: str, label: str
     if label not in {x.name for x in doc.labels}:
         raise InvalidInputError(f"label {label!r} is not in label set {doc.name!r}", field="label")
     job.feedback_label, job.feedback_at = label, utcnow()
-    version, created = labelsets.apply_document(session, tenant_id=tenant_id, doc=with_example(doc, label, job.text))
+    version, created = labelsets.apply_document(
+        session, tenant_id=tenant_id, doc=with_example(doc, label, job.text), created_by=created_by
+    )
     return {
         "job_id": job.id,
         "label": label,

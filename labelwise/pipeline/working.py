@@ -16,7 +16,9 @@ from typing import Any
 import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 
+from labelwise.classify.base import Encoder
 from labelwise.classify.classifier import Classifier
+from labelwise.classify.labels import LabelIndex
 from labelwise.classify.scoring import Scored, score
 from labelwise.classify.stored import StoredEncoder
 from labelwise.errors import RetryableError
@@ -150,19 +152,15 @@ def _score(
     out: list[Scored | None] = [None] * len(todo)
     for version_id, rows in rows_by(todo, lambda c: c.version_id).items():
         first = todo[rows[0]]
-        load_doc = document_loader(sessions, version_id)
-        if refiner is not None:
-            index = refiner.index_for(
-                version_id=version_id,
-                label_set_id=first.label_set_id,
-                seen=first.seen,
-                load_doc=load_doc,
-                encoder=label_encoder,
-            )
-        else:
-            index = classifier.cache.peek(version_id, classifier.model_id) or classifier.cache.get_or_build(
-                version_id, load_doc(), label_encoder
-            )
+        index = version_index(
+            classifier,
+            label_encoder,
+            sessions=sessions,
+            refiner=refiner,
+            version_id=version_id,
+            label_set_id=first.label_set_id,
+            seen=first.seen,
+        )
         for row, outcome in zip(rows, score(index, vectors[rows], top_k=classifier.top_k), strict=True):
             out[row] = outcome
     return [x for x in out if x is not None], vectors
@@ -182,6 +180,28 @@ def classify_message(
     if isinstance(outcome, Exception):
         raise outcome
     return outcome
+
+
+def version_index(
+    classifier: Classifier,
+    label_encoder: Encoder,
+    *,
+    sessions: sessionmaker[Session],
+    refiner: Refiner | None,
+    version_id: int,
+    label_set_id: int,
+    seen: int,
+) -> LabelIndex:
+    """The label vectors a message of this stored version is scored with (production and previews alike):
+    the refiner's freshest index when traffic is kept, else the cached one, built on first use."""
+    load_doc = document_loader(sessions, version_id)
+    if refiner is not None:
+        return refiner.index_for(
+            version_id=version_id, label_set_id=label_set_id, seen=seen, load_doc=load_doc, encoder=label_encoder
+        )
+    return classifier.cache.peek(version_id, classifier.model_id) or classifier.cache.get_or_build(
+        version_id, load_doc(), label_encoder
+    )
 
 
 def fail_job(sessions: sessionmaker[Session], *, job_id: str, error: str) -> None:

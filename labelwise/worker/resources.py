@@ -55,6 +55,7 @@ class Resources:
     box: SecretBox
     http: httpx.Client
     batcher: Batcher[Message, Classified]
+    refiner: Refiner | None = None  # previews score a set's current version with it, as messages are
 
 
 def limit_blas_threads(threads: int) -> None:
@@ -132,6 +133,7 @@ def build_resources(settings: Settings, publisher: Publisher) -> Resources:
         sessions=sessions,
         classifier=classifier,
         batcher=Batcher(handle, max_batch=settings.batch_size),
+        refiner=refiner,
         box=secret_box(settings),
         http=make_client(allow=settings.outbound_allow, timeout_s=settings.outbound_timeout_s),
     )

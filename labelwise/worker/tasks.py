@@ -20,6 +20,7 @@ from labelwise.models.tables import utcnow
 from labelwise.pipeline.common import backoff_s
 from labelwise.settings import Settings
 from labelwise.worker import metrics as worker_metrics
+from labelwise.worker import previews
 from labelwise.worker.app import CLASSIFY_TASK, DELIVER_TASK
 from labelwise.worker.heartbeat import Heartbeat
 from labelwise.worker.reconciler import Reconciler
@@ -104,6 +105,8 @@ def register(app: Celery, settings: Settings) -> None:
             and attempt.wait_s <= settings.reconcile_interval_s
         ):
             _publish_retry(res, publisher, delivery_id, attempt.wait_s)  # longer waits: the reconciler
+
+    previews.register(app, settings, publisher)  # labelwise.preview, labelwise.evaluate (console and POST /v1/preview)
 
     @worker_init.connect(weak=False)
     def _load_model(**_: Any) -> None:

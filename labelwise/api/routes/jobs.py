@@ -94,7 +94,9 @@ def feedback(
     """Stores the correction and adds the job's text to that label's examples in a new version of the label
     set, which the next message uses. 409 unless the job is done; 422 for a label not in the set."""
     with st.sessions.begin() as session:
-        return pipeline.record_feedback(session, tenant_id=who.tenant_id, job_id=job_id, label=body.label)
+        return pipeline.record_feedback(
+            session, tenant_id=who.tenant_id, job_id=job_id, label=body.label, created_by=f"api {who.token_prefix}"
+        )
 
 
 @router.get("/jobs", response_model=JobPage, responses=responses(401, 422, 429), summary="List jobs")

@@ -49,7 +49,9 @@ def put_label_set(
         fields = [{**x, "field": f"body.{x['field']}"} for x in e.errors]
         raise InvalidDocumentError(e.message, errors=fields) from e
     with st.sessions.begin() as session:
-        version, created = pipeline.apply_label_set(session, tenant=who.tenant, doc=doc)
+        version, created = pipeline.apply_label_set(
+            session, tenant=who.tenant, doc=doc, created_by=f"api {who.token_prefix}"
+        )
         response.status_code = 201 if created else 200
         return pipeline.label_set_version(session, tenant_id=who.tenant_id, name=name, version=version.version)
 
