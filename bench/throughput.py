@@ -85,8 +85,10 @@ def worker_env(env: dict[str, str], *, home: Path, database_url: str, broker_url
     }
 
 
-def publish(broker_url: str, queue: str, task: str, calls: list[dict[str, Any]]) -> None:
-    """Pre-enqueue every message with one producer connection."""
+def publish(
+    broker_url: str, queue: str, task: str, calls: list[dict[str, Any]], *, queue_type: str = "classic"
+) -> None:
+    """Pre-enqueue every message with one producer connection (``queue_type`` as the worker declares it)."""
     from celery import Celery
 
     from labelwise import brokers
@@ -95,6 +97,7 @@ def publish(broker_url: str, queue: str, task: str, calls: list[dict[str, Any]])
         brokers.install()
     app = Celery(broker=broker_url, set_as_current=False)
     app.conf.task_serializer = "json"
+    app.conf.task_create_missing_queue_type = queue_type
     try:
         with app.producer_or_acquire() as producer:
             for call in calls:

@@ -98,10 +98,11 @@ def unstorable(value: Any, *, max_depth: int = MAX_DEPTH) -> tuple[str, str] | N
         path, item, depth = stack.pop()
         where = path or "(message)"
         if isinstance(item, str):
+            if _UNSTORABLE_CHARS.search(item) is None:  # the common case, in one pass
+                continue
             if "\x00" in item:
                 return where, "contains a NUL character"
-            if _has_surrogate(item):
-                return where, "contains an unpaired surrogate (e.g. \\ud800), which is not valid Unicode"
+            return where, "contains an unpaired surrogate (e.g. \\ud800), which is not valid Unicode"
         elif isinstance(item, float) and not math.isfinite(item):
             return where, f"{item} is not a finite number"
         elif isinstance(item, dict | list):
@@ -109,18 +110,10 @@ def unstorable(value: Any, *, max_depth: int = MAX_DEPTH) -> tuple[str, str] | N
                 return where, f"nested deeper than {max_depth} levels"
             pairs = item.items() if isinstance(item, dict) else enumerate(item)
             for key, child in pairs:
-                if isinstance(key, str) and (_has_surrogate(key) or "\x00" in key):
+                if isinstance(key, str) and _UNSTORABLE_CHARS.search(key) is not None:
                     return where, "a key contains a NUL character or an unpaired surrogate"
                 stack.append((f"{path}.{key}" if path else str(key), child, depth + 1))
     return None
-
-
-def _has_surrogate(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return False
 
 
 def has_nul(value: Any) -> bool:

@@ -58,6 +58,11 @@ class Settings(BaseSettings):
         "faster, smaller, starts in a fraction of a second) or torch (sentence-transformers).",
     )
     onnx_dir: Path | None = Field(None, description="Where the exported ONNX model is kept; default HOME/onnx.")
+    precision: Literal["fp32", "int8"] = Field(
+        "fp32",
+        description="ONNX backend: int8 runs the dynamically quantized model (about 2-3x faster on a CPU; "
+        "its label vectors are kept apart from fp32's), fp32 the exported weights as they are.",
+    )
     torch_threads: int = Field(0, ge=0, description="torch threads per worker process; 0: cores / processes.")
     worker_processes: int = Field(
         2, ge=1, description="Worker processes `labelwise worker` runs (each loads the model)."

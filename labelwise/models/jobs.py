@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import json
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import bindparam, func, insert, or_, select, update
+from sqlalchemy import inspect as sa_inspect
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from labelwise.errors import NotFoundError
@@ -55,11 +59,58 @@ def add_job(session: Session, **fields: Any) -> Job:
     return job
 
 
-def new_job(session: Session, **fields: Any) -> Job:
-    """A queued job added to the session, inserted at its next flush (with others, in one statement)."""
-    job = Job(status="queued", attempts=0, created_at=utcnow(), **fields)
+_INSERT_COLUMNS = [(attr.key, attr.columns[0].name) for attr in sa_inspect(Job).column_attrs]
+# A job not in the database yet, as a plain record with Job's attributes: a batch builds dozens, and
+# SQLAlchemy's instrumented attributes cost more than everything else a new job needs (insert_many).
+NewJob = dataclasses.make_dataclass("NewJob", [(key, Any, None) for key, _ in _INSERT_COLUMNS], slots=True)
+
+
+def new_job(session: Session | None, **fields: Any) -> Any:
+    """A queued job: a Job added to ``session`` (inserted at its next flush), or without a session a
+    NewJob record for ``insert_many``."""
+    defaults = {"status": "queued", "attempts": 0, "classifications": 0, "created_at": utcnow()}
+    if session is None:
+        return NewJob(**{**defaults, **fields})
+    job = Job(**defaults, **fields)
     session.add(job)
     return job
+
+
+_JSON_COLUMNS = {"metadata", "reply_to", "result"}
+
+
+def insert_many(session: Session, new: list[Any]) -> None:
+    """Insert jobs made by ``new_job(None, ...)`` in one statement; a duplicate id or key raises
+    IntegrityError. On PostgreSQL the rows travel as one array per column (``unnest``): the statement's
+    text is the same for every batch and the driver packs arrays much faster than row after row."""
+    if not new:
+        return
+    if session.get_bind().dialect.name != "postgresql":
+        session.connection().execute(insert(Job.__table__), [_row(job) for job in new])
+        return
+    columns = [name for _, name in _INSERT_COLUMNS]
+    arrays: dict[str, list[Any]] = {name: [] for name in columns}
+    for job in new:
+        for key, name in _INSERT_COLUMNS:
+            value = getattr(job, key)
+            arrays[name].append(json.dumps(value) if name in _JSON_COLUMNS and value is not None else value)
+    # %(x)b: each array goes in binary format (psycopg escapes text-format array elements one by one)
+    casts = ", ".join(f"%({c})b::{_PG_ARRAY_TYPES[c]}" for c in columns)
+    session.connection().exec_driver_sql(
+        f"INSERT INTO jobs ({', '.join(columns)}) SELECT * FROM unnest({casts})", arrays
+    )
+
+
+def _row(job: Job) -> dict[str, Any]:
+    return {name: getattr(job, key) for key, name in _INSERT_COLUMNS}
+
+
+_PG_ARRAY_TYPES = {
+    column.name: (
+        "jsonb[]" if column.name in _JSON_COLUMNS else f"{column.type.compile(dialect=postgresql.dialect())}[]"
+    )
+    for column in Job.__table__.columns
+}
 
 
 def delete_job(session: Session, job_id: str) -> None:
@@ -123,10 +174,47 @@ def mark_enqueued(session: Session, job_ids: list[str], *, at: dt.datetime | Non
         session.execute(update(Job).where(Job.id.in_(job_ids)).values(enqueued_at=at or utcnow()))
 
 
-def lock_running(session: Session, job_ids: list[str]) -> set[str]:
-    """Of ``job_ids``, those still ``running``, locked until the transaction ends (PostgreSQL)."""
-    query = select(Job.id).where(Job.id.in_(job_ids), Job.status == "running").with_for_update()
-    return set(session.scalars(query))
+DONE_COLUMNS = ("status", "result", "error", "label_set_version_id", "finished_at", "classifications")
+
+
+def store_done(session: Session, done: list[Job]) -> set[str]:
+    """Write the results of jobs marked done in memory (``mark_done``), but only of those still
+    ``running`` in the database: one statement for the batch; returns the ids stored.
+
+    A job another worker finished meanwhile keeps that worker's result (no job is classified twice).
+    All of ``done`` share one ``finished_at``, which tells the stored rows apart in the rare case that
+    some were not."""
+    if session.get_bind().dialect.name == "postgresql":
+        return _store_done_postgresql(session, done)
+    table = Job.__table__
+    statement = (
+        update(table)
+        .where(table.c.id == bindparam("b_id"), table.c.status == "running")
+        .values({c: bindparam(f"b_{c}") for c in DONE_COLUMNS})
+    )
+    params = [{"b_id": job.id, **{f"b_{c}": getattr(job, c) for c in DONE_COLUMNS}} for job in done]
+    stored = session.connection().execute(statement, params).rowcount
+    ids = {job.id for job in done}
+    if stored == len(done):
+        return ids
+    return set(session.scalars(select(Job.id).where(Job.id.in_(list(ids)), Job.finished_at == done[0].finished_at)))
+
+
+def _store_done_postgresql(session: Session, done: list[Job]) -> set[str]:
+    """store_done in one UPDATE ... FROM unnest(arrays) RETURNING the ids stored."""
+    statement = (
+        "UPDATE jobs SET status = 'done', result = v.result, error = NULL, label_set_version_id = v.version_id, "
+        "finished_at = %(finished_at)s, classifications = jobs.classifications + 1 "
+        "FROM unnest(%(ids)b::varchar[], %(results)b::jsonb[], %(version_ids)b::integer[]) "
+        "AS v(id, result, version_id) WHERE jobs.id = v.id AND jobs.status = 'running' RETURNING jobs.id"
+    )
+    params = {
+        "ids": [job.id for job in done],
+        "results": [json.dumps(job.result) for job in done],
+        "version_ids": [job.label_set_version_id for job in done],
+        "finished_at": done[0].finished_at,
+    }
+    return {row[0] for row in session.connection().exec_driver_sql(statement, params)}
 
 
 def mark_running(job: Job) -> None:

@@ -10,8 +10,15 @@ from labelwise.models.tables import LabelSet, TrafficVector
 
 def append(session: Session, *, label_set_id: int, model_id: str, vectors: list[bytes]) -> int:
     """Store vectors and count them as seen; returns the set's new count of messages seen."""
-    rows = [{"label_set_id": label_set_id, "model_id": model_id, "vector": v} for v in vectors]
-    session.execute(insert(TrafficVector), rows)
+    if session.get_bind().dialect.name == "postgresql":  # one binary array: no per-row escaping
+        session.connection().exec_driver_sql(
+            "INSERT INTO traffic_vectors (label_set_id, model_id, vector) "
+            "SELECT %(label_set_id)s, %(model_id)s, unnest(%(vectors)b::bytea[])",
+            {"label_set_id": label_set_id, "model_id": model_id, "vectors": vectors},
+        )
+    else:
+        rows = [{"label_set_id": label_set_id, "model_id": model_id, "vector": v} for v in vectors]
+        session.execute(insert(TrafficVector), rows)
     seen = session.execute(
         update(LabelSet)
         .where(LabelSet.id == label_set_id)

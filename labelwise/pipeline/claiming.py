@@ -76,10 +76,11 @@ def claim_batch(
         claimed = [_claim(session, m, limits=limits, lookups=lookups) for m in messages]
         if bulk:
             try:
+                jobs.insert_many(session, lookups.new)
                 session.flush()
             except IntegrityError as e:
                 raise Conflict from e
-        finished = {c.id: pending_deliveries(session, c.id) for c in claimed if isinstance(c, Job)}
+        finished = {c.id: pending_deliveries(session, c.id) for c in claimed if not isinstance(c, Claimed)}
     return claimed, finished
 
 
@@ -88,7 +89,8 @@ class Lookups:
     """What one batch looks up once: its existing jobs, tenants by name, current versions by set."""
 
     jobs: dict[str, Job]
-    bulk: bool = False  # new rows wait for one flush at the end of the claim (no savepoint each)
+    bulk: bool = False  # new rows wait for one insert at the end of the claim (no savepoint each)
+    new: list[Job] = field(default_factory=list)  # (bulk) new jobs, inserted together at the end
     keys: dict[tuple[int, str], Job] = field(default_factory=dict)  # idempotency keys added in this batch
     claimed: dict[str, Claimed] = field(default_factory=dict)  # jobs marked running by this batch
     tenants: dict[str, int | None] = field(default_factory=dict)
@@ -197,7 +199,8 @@ def _insert(session: Session, *, task_id: str, fields: dict[str, Any], lookups: 
     """A new queued job whose message is in the broker (so it counts as published)."""
     fields = {**fields, "enqueued_at": None}
     if lookups.bulk:
-        job = jobs.new_job(session, id=task_id, **fields)
+        job = jobs.new_job(None, id=task_id, **fields)
+        lookups.new.append(job)
     else:
         try:
             with session.begin_nested():

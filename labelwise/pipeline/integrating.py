@@ -72,6 +72,9 @@ def delete_integration(session: Session, *, tenant_id: int, name: str) -> None:
     integrations.delete_integration(session, tenant_id=tenant_id, name=name)
 
 
+Target = tuple[Integration, dict[str, Any] | None]  # an integration, and where in it (a reply_to's channel...)
+
+
 def plan_deliveries(
     session: Session, job: Job, *, subscribers: dict[tuple[int, str], list[Integration]] | None = None
 ) -> list[str]:
@@ -79,9 +82,16 @@ def plan_deliveries(
     A reply_to naming no integration of the tenant adds a warning to the job's result instead.
 
     ``subscribers`` memoises the subscribed webhooks per (tenant, label set) across a batch."""
+    return add_deliveries(session, job, delivery_targets(session, job, subscribers=subscribers))
+
+
+def delivery_targets(
+    session: Session, job: Job, *, subscribers: dict[tuple[int, str], list[Integration]] | None = None
+) -> list[Target]:
+    """Where a done job's result goes (see plan_deliveries); the warning, if any, is added to its result."""
     if job.tenant_id is None:
         return []
-    targets: list[tuple[Integration, dict[str, Any] | None]] = []
+    targets: list[Target] = []
     if job.reply_to:
         row = integrations.find_integration(session, tenant_id=job.tenant_id, name=str(job.reply_to["integration"]))
         if row is None:
@@ -97,6 +107,13 @@ def plan_deliveries(
     for row in memo[key]:
         if all(row.id != t.id for t, _ in targets):
             targets.append((row, None))
+    return targets
+
+
+def add_deliveries(session: Session, job: Job, targets: list[Target]) -> list[str]:
+    """A pending delivery per target (none twice for the same job and integration); their ids."""
+    if job.tenant_id is None:
+        return []
     planned = [
         integrations.add_delivery(session, tenant_id=job.tenant_id, job_id=job.id, integration_id=row.id, target=target)
         for row, target in targets

@@ -12,15 +12,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from labelwise.classify.classifier import Classifier
 from labelwise.classify.scoring import Scored
 from labelwise.models import jobs
-from labelwise.models.tables import Integration, Job
+from labelwise.models.tables import Integration, utcnow
 from labelwise.pipeline.claiming import Claimed
-from labelwise.pipeline.integrating import plan_deliveries
+from labelwise.pipeline.integrating import add_deliveries, delivery_targets
 from labelwise.pipeline.traffic import Refiner, record
 from labelwise.pipeline.views import job_view, to_result
 
@@ -33,9 +32,6 @@ class Classified:
     deliveries: list[str]
 
 
-_DONE_COLUMNS = ("id", "status", "result", "error", "label_set_version_id", "finished_at", "classifications")
-
-
 def store_batch(
     session: Session,
     classifier: Classifier,
@@ -45,35 +41,40 @@ def store_batch(
     *,
     refiner: Refiner | None,
 ) -> dict[int, Classified]:
-    """Mark the batch's still-running jobs done (one executemany), plan their deliveries and keep their
-    vectors as traffic; a job finished elsewhere meanwhile comes back as it is, without deliveries."""
-    still_running = jobs.lock_running(session, [c.job.id for c in todo.values()])
-    stored: dict[int, tuple[Claimed, int]] = {}
-    out: dict[int, Classified] = {}
-    for (i, claimed), outcome, row in zip(todo.items(), scored, range(len(scored)), strict=True):
-        job = claimed.job  # detached: the claim's transaction is over; its fields are loaded
-        if job.id not in still_running:
-            out[i] = Classified(job_view(jobs.get_job(session, job.id)), [])
-            continue
-        result = to_result(outcome, version=claimed.version, model=classifier.model_id)
-        jobs.mark_done(job, result=result, version_id=claimed.version_id)
-        stored[i] = (claimed, row)
+    """Store the results of the batch's still-running jobs (one statement), plan their deliveries and
+    keep their vectors as traffic; a job finished elsewhere meanwhile comes back as it is, without
+    deliveries."""
+    finished_at = utcnow()
     subscribers: dict[tuple[int, str], list[Integration]] = {}
-    # planned before the rows are written: a reply_to naming no integration adds a warning to the result
-    planned = {i: plan_deliveries(session, c.job, subscribers=subscribers) for i, (c, _) in stored.items()}
-    if stored:
-        session.execute(update(Job), [{k: getattr(c.job, k) for k in _DONE_COLUMNS} for c, _ in stored.values()])
-    for i, (claimed, _) in stored.items():
-        out[i] = Classified(job_view(claimed.job), planned[i])
-    if refiner is not None and stored:
-        kept = list(stored.values())
-        for label_set_id, picks in rows_by(kept, lambda pair: pair[0].label_set_id).items():
+    targets = {}
+    for (i, claimed), outcome in zip(todo.items(), scored, strict=True):
+        job = claimed.job  # detached: the claim's transaction is over; its fields are loaded
+        jobs.mark_done(
+            job,
+            result=to_result(outcome, version=claimed.version, model=classifier.model_id),
+            version_id=claimed.version_id,
+        )
+        job.finished_at = finished_at
+        # before the rows are written: a reply_to naming no integration adds a warning to the result
+        targets[i] = delivery_targets(session, job, subscribers=subscribers)
+    stored = jobs.store_done(session, [c.job for c in todo.values()])
+    out: dict[int, Classified] = {}
+    kept: list[int] = []  # rows of ``vectors`` whose job was stored
+    for row, (i, claimed) in enumerate(todo.items()):
+        if claimed.job.id in stored:
+            out[i] = Classified(job_view(claimed.job), add_deliveries(session, claimed.job, targets[i]))
+            kept.append(row)
+        else:
+            out[i] = Classified(job_view(jobs.get_job(session, claimed.job.id)), [])
+    if refiner is not None and kept:
+        claimed_all = list(todo.values())
+        for label_set_id, picks in rows_by([claimed_all[r] for r in kept], lambda c: c.label_set_id).items():
             record(
                 session,
                 refiner.policy,
                 label_set_id=label_set_id,
                 model_id=classifier.model_id,
-                vectors=vectors[[kept[p][1] for p in picks]],
+                vectors=vectors[[kept[p] for p in picks]],
             )
     return out
 

@@ -24,7 +24,6 @@ from labelwise.classify.stored import StoredEncoder
 from labelwise.errors import RetryableError
 from labelwise.messages import MAX_METADATA_BYTES
 from labelwise.models import jobs
-from labelwise.models.tables import Job
 from labelwise.pipeline import claiming
 from labelwise.pipeline.claiming import DEFAULT_MAX_ATTEMPTS, Claimed, Conflict, Limits, Message
 from labelwise.pipeline.common import database_errors
@@ -110,12 +109,12 @@ def _classify(
     results: list[Classified | None] = [None] * len(messages)
     todo: dict[int, Claimed] = {}
     first_of: dict[str, int] = {}
-    job_ids = [c.id if isinstance(c, Job) else c.job.id for c in claimed]
+    job_ids = [c.job.id if isinstance(c, Claimed) else c.id for c in claimed]
     for i, claim in enumerate(claimed):
         if job_ids[i] in first_of:  # the same job twice in one batch: classify it once
             continue
         first_of[job_ids[i]] = i
-        if isinstance(claim, Job):
+        if not isinstance(claim, Claimed):
             results[i] = Classified(job_view(claim), finished[claim.id])
         else:
             todo[i] = claim

@@ -11,6 +11,7 @@ from labelwise.models.tables import Job
 from labelwise.settings import Settings
 
 CLASSIFY_TASK = "labelwise.classify"
+POOL_THREADS = 8  # Celery's pool: deliveries (network waits), previews and evaluations
 DELIVER_TASK = "labelwise.deliver"
 
 
@@ -20,7 +21,9 @@ def create_app(settings: Settings) -> Celery:
     if brokers.kind(broker_url) == "sql":
         settings.ensure_home()
     brokers.install()
-    app = Celery("labelwise", broker=broker_url, set_as_current=False)
+    # Every task tracks its delivery tags (a batch's basic.ack multiple never settles one not done);
+    # labelwise.classify itself is a BatchTask (labelwise.worker.consumer).
+    app = Celery("labelwise", broker=broker_url, set_as_current=False, task_cls="labelwise.worker.consumer:TrackedTask")
     app.conf.update(
         task_serializer="json",
         accept_content=["json"],
@@ -28,16 +31,17 @@ def create_app(settings: Settings) -> Celery:
         task_ignore_result=True,
         task_acks_late=True,
         task_reject_on_worker_lost=True,
-        worker_prefetch_multiplier=1,
+        # labelwise.classify messages wait in the batcher, not in pool threads: the prefetch holds about
+        # four batches; the pool's threads run deliveries and previews
+        worker_prefetch_multiplier=max(1, -(-4 * settings.batch_size // POOL_THREADS)),
         task_default_queue=settings.queue,
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=True,
         # Task events for Flower (`celery flower`): sent when a task is published, started and finished.
         worker_send_task_events=settings.task_events,
         task_send_sent_event=settings.task_events,
-        # Celery's thread pool feeds the batcher: up to two batches of messages in flight per process.
         worker_pool="threads",
-        worker_concurrency=2 * settings.batch_size,
+        worker_concurrency=POOL_THREADS,
         # a publish that cannot reach the broker fails fast: the job is committed, the reconciler
         # publishes it once the broker is back
         task_publish_retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 1},

@@ -1,9 +1,10 @@
 """Micro-batching inside one worker process.
 
-Celery's thread pool runs one task per message; each task hands its message to the ``Batcher`` and
-waits. One batcher thread takes whatever has arrived (up to ``max_batch``) and processes it in one go:
-a message alone is processed at once, a burst forms batches while the previous batch is being encoded.
-Each task returns, and Celery acks its message, only after the batch is committed.
+Messages arrive one at a time (``put`` from Celery's consumer thread, or ``submit`` to wait for the
+outcome); one batcher thread takes whatever has arrived, up to ``max_batch``, and hands it to ``handle``
+in one go: a message alone is processed at once, a burst forms batches while the previous batch is being
+processed. ``handle`` returns one outcome per item, in order (a result, or the exception that item's
+``submit`` raises).
 """
 
 from __future__ import annotations
@@ -21,23 +22,30 @@ Result = TypeVar("Result")
 
 
 class Batcher(Generic[Item, Result]):
-    """``handle`` returns one outcome per item: its result, or the exception that item's task raises."""
-
     def __init__(self, handle: Callable[[list[Item]], list[Result | Exception]], *, max_batch: int) -> None:
         self._handle = handle
         self._max_batch = max_batch
-        self._queue: queue.SimpleQueue[tuple[Item, Future[Result]]] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[tuple[Item, Future[Result] | None]] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self.batches = 0
         self.items = 0
 
+    def put(self, item: Item) -> None:
+        """Process ``item`` in a coming batch; ``handle`` deals with its outcome."""
+        self._ensure_thread()
+        self._queue.put((item, None))
+
     def submit(self, item: Item) -> Result:
-        """Process ``item`` in the next batch and return its result (or raise the batch's error)."""
+        """Process ``item`` in the next batch and return its outcome (or raise its exception)."""
         self._ensure_thread()
         future: Future[Result] = Future()
         self._queue.put((item, future))
         return future.result()
+
+    def pending(self) -> int:
+        """Items waiting for a batch (approximate)."""
+        return self._queue.qsize()
 
     def _ensure_thread(self) -> None:
         with self._lock:
@@ -55,17 +63,18 @@ class Batcher(Generic[Item, Result]):
                     break
             self._process(batch)
 
-    def _process(self, batch: list[tuple[Item, Future[Result]]]) -> None:
+    def _process(self, batch: list[tuple[Item, Future[Result] | None]]) -> None:
         self.batches += 1
         self.items += len(batch)
         try:
-            results = self._handle([item for item, _ in batch])
-        except BaseException as e:  # a whole-batch error (an outage): every waiting task sees it and retries
-            for _, future in batch:
-                future.set_exception(e)
-            return
-        for (_, future), result in zip(batch, results, strict=True):
-            if isinstance(result, BaseException):
-                future.set_exception(result)
+            outcomes = self._handle([item for item, _ in batch])
+        except BaseException as e:  # a whole-batch error: every waiting caller sees it
+            log.exception("a batch of %d failed as a whole", len(batch))
+            outcomes = [e] * len(batch)  # type: ignore[list-item]
+        for (_, future), outcome in zip(batch, outcomes, strict=True):
+            if future is None:
+                continue
+            if isinstance(outcome, BaseException):
+                future.set_exception(outcome)
             else:
-                future.set_result(result)
+                future.set_result(outcome)

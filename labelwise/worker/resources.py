@@ -3,7 +3,6 @@ batcher that turns messages into stored results and published deliveries."""
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import time
 from collections.abc import Sequence
@@ -25,11 +24,13 @@ from labelwise.models import integrations
 from labelwise.models.db import make_engine, make_session_factory
 from labelwise.models.tables import Job
 from labelwise.pipeline.traffic import Refiner, TrafficPolicy
-from labelwise.pipeline.working import Classified, Message, classify_batch
+from labelwise.pipeline.working import Classified
 from labelwise.settings import Settings
 from labelwise.worker import metrics as worker_metrics
 from labelwise.worker.app import CLASSIFY_TASK, DELIVER_TASK, message_kwargs
 from labelwise.worker.batching import Batcher
+from labelwise.worker.consumer import FEED, Inbound
+from labelwise.worker.handling import BatchHandler
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,8 @@ class Resources:
     classifier: Classifier
     box: SecretBox
     http: httpx.Client
-    batcher: Batcher[Message, Classified]
+    batcher: Batcher[Inbound, Classified]
+    handler: BatchHandler
     refiner: Refiner | None = None  # previews score a set's current version with it, as messages are
 
 
@@ -75,7 +77,12 @@ def build_classifier(settings: Settings) -> Classifier:
     if settings.backend == "onnx":
         from labelwise.classify.onnx import OnnxEncoder
 
-        encoder = OnnxEncoder(settings.model, cache_dir=settings.onnx_dir or settings.home / "onnx", threads=threads)
+        encoder = OnnxEncoder(
+            settings.model,
+            cache_dir=settings.onnx_dir or settings.home / "onnx",
+            threads=threads,
+            quantize=settings.precision == "int8",
+        )
     else:
         encoder = SentenceTransformerEncoder(settings.model, threads=threads)
     cache = LabelCache(
@@ -104,7 +111,7 @@ class TimedEncoder:
 
 def build_resources(settings: Settings, publisher: Publisher) -> Resources:
     limit_blas_threads(settings.threads_per_process())
-    engine = make_engine(settings.resolved_database_url())
+    engine = make_engine(settings.resolved_database_url(), pre_ping=False)  # a lost connection retries the batch
     sessions = make_session_factory(engine)
     classifier = build_classifier(settings)
     refiner = None
@@ -112,27 +119,21 @@ def build_resources(settings: Settings, publisher: Publisher) -> Resources:
         policy = TrafficPolicy(keep=settings.traffic_keep, refresh_every=settings.traffic_refresh_every)
         refiner = Refiner(sessions, classifier.cache, policy, max_share=settings.traffic_refine_share)
 
-    def handle(messages: list[Message]) -> list[Classified | Exception]:
-        started_at = dt.datetime.now(dt.UTC)
-        outcomes = classify_batch(
-            sessions,
-            classifier,
-            messages,
-            max_text_chars=settings.max_text_chars,
-            max_metadata_bytes=settings.max_metadata_bytes,
-            max_attempts=settings.max_attempts,
-            refiner=refiner,
-        )
-        done = [o for o in outcomes if isinstance(o, Classified)]
-        publish_deliveries(sessions, publisher, [d for o in done for d in o.deliveries])
-        worker_metrics.batch_done([o.view for o in done], started_at=started_at)
-        return outcomes
-
+    handler = BatchHandler(
+        settings,
+        sessions,
+        classifier,
+        refiner,
+        publish_deliveries=lambda ids: publish_deliveries(sessions, publisher, ids),
+    )
+    batcher: Batcher[Inbound, Classified] = Batcher(handler, max_batch=settings.batch_size)
+    FEED.batcher = batcher
     return Resources(
         engine=engine,
         sessions=sessions,
         classifier=classifier,
-        batcher=Batcher(handle, max_batch=settings.batch_size),
+        batcher=batcher,
+        handler=handler,
         refiner=refiner,
         box=secret_box(settings),
         http=make_client(allow=settings.outbound_allow, timeout_s=settings.outbound_timeout_s),

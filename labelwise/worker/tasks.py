@@ -22,6 +22,7 @@ from labelwise.settings import Settings
 from labelwise.worker import metrics as worker_metrics
 from labelwise.worker import previews
 from labelwise.worker.app import CLASSIFY_TASK, DELIVER_TASK
+from labelwise.worker.consumer import BatchTask, Inbound
 from labelwise.worker.heartbeat import Heartbeat
 from labelwise.worker.reconciler import Reconciler
 from labelwise.worker.resources import Publisher, Resources, build_resources
@@ -46,23 +47,14 @@ def register(app: Celery, settings: Settings) -> None:
     """Register labelwise's tasks on ``app``, and the reconciler that runs beside them."""
     publisher = Publisher(app, queue=settings.queue)
 
-    @app.task(name=CLASSIFY_TASK, bind=True, max_retries=settings.db_retry_max)
+    @app.task(name=CLASSIFY_TASK, bind=True, base=BatchTask)
     def classify(self: Task, *args: Any, **kwargs: Any) -> None:
+        """Runs only when called directly: a worker's consumer hands these messages to the batcher
+        (labelwise.worker.consumer), which classifies them in batches and acknowledges them."""
         res = resources(settings, publisher)
-        task_id, started = self.request.id, time.perf_counter()
-        try:
-            done = res.batcher.submit(pipeline.Message(task_id, kwargs, args))
-        except RetryableError as e:
-            raise _retry(self, e, cap_s=settings.db_retry_backoff_max_s) from e
-        view = done.view
-        fields = {k: view[k] for k in ("job_id", "tenant", "label_set", "status")}
-        log.info(
-            "job %s: %s %s",
-            task_id,
-            view["status"],
-            view["chosen"] or view["error"] or "",
-            extra={**fields, "task_id": task_id, "duration_s": time.perf_counter() - started},
-        )
+        [outcome] = res.handler([Inbound.direct(self.request.id or pipeline.new_job_id(), args, kwargs)])
+        if isinstance(outcome, Exception):
+            raise outcome
 
     @app.task(name=DELIVER_TASK, bind=True, max_retries=None)
     def deliver(self: Task, delivery_id: str) -> None:
@@ -140,6 +132,8 @@ def register_operations(settings: Settings, publisher: Publisher) -> None:
 
     @worker_shutdown.connect(weak=False, dispatch_uid="labelwise-worker-shutdown")
     def _stop(**_: Any) -> None:
+        if _resources is not None:
+            _resources.handler.stopping.set()  # a batch waiting out an outage gives its messages back
         reconciler.stop()
         if _heartbeat is not None:
             _heartbeat.stop()

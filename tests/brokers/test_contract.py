@@ -174,3 +174,29 @@ def test_sql_broker_deletes_acknowledged_rows(tmp_path: Path) -> None:
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM kombu_message")).scalar() == 0
     engine.dispose()
+
+
+def test_a_batch_acknowledged_at_once_settles_exactly_its_messages(broker: Broker, queue: str) -> None:
+    """labelwise acknowledges a batch in one call (AMQP basic.ack multiple when safe, one Redis pipeline,
+    one SQL statement); the messages left out, here the first and the fifth, are not settled with it."""
+    from labelwise.brokers.acks import OUTSTANDING, ack_many
+
+    broker.publish(queue, messages(6))
+    held: list[Any] = []
+    with broker.connection() as conn, conn.channel() as channel:
+
+        def hold(body: Any, message: Any) -> None:
+            OUTSTANDING.received(message)
+            held.append(message)
+
+        with Consumer(channel, [broker.queue(queue)], callbacks=[hold], prefetch_count=10, accept=["json"]):
+            deadline = time.monotonic() + 10
+            while len(held) < 6 and time.monotonic() < deadline:
+                with contextlib.suppress(TimeoutError):
+                    conn.drain_events(timeout=0.2)
+            assert sorted(m.payload["id"] for m in held) == [f"m{i}" for i in range(6)]
+            held.sort(key=lambda m: m.payload["id"])
+            ack_many([held[1], held[2], held[3], held[5]])
+            assert [m.acknowledged for m in held] == [False, True, True, True, False, True]
+    # the consumer is gone: what it did not acknowledge comes back, nothing else
+    assert sorted(drain(broker, queue, seconds=VISIBILITY_TIMEOUT_S + 8, expect=2)) == ["m0", "m4"]

@@ -1,0 +1,157 @@
+"""A consumer built for batches: labelwise.classify messages go from Celery's consumer straight to the
+batcher and are acknowledged per batch, after its commit.
+
+Celery stays the framework. ``labelwise.classify`` is an ordinary registered task (any Celery client
+sends it; Flower sees its events), but its *strategy*, the function Celery's consumer calls for each of
+its messages, is ours: Celery's default hands each message to the pool as a request, one pool thread
+per message waiting for its batch; here the consumer thread only puts the message on the batcher's
+queue. The batcher thread decodes the messages, classifies and commits the batch, then acknowledges all
+of them at once (``labelwise.brokers.acks``): on the consumer's own thread for RabbitMQ (through Celery's
+event loop, which the batcher wakes), directly for Redis and the SQL broker. A message is acknowledged
+only after its result is committed; a batch that meets a passing outage (the database is down) is held
+and retried, its messages unacknowledged (their leases renewed), so nothing is republished or lost.
+
+Every other task (labelwise.deliver, previews) keeps Celery's default strategy and its thread pool; a
+thin wrapper records their AMQP delivery tags so a batch's ``basic.ack(multiple=True)`` never settles a
+message that is not done.
+
+What a batch-strategy message does not get from Celery: ETA/countdown (it runs at once), rate limits,
+time limits, revocation, and a place in ``celery inspect active`` (the batcher's own counters are in the
+worker metrics and heartbeat).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from celery import Task
+from celery.worker.strategy import default as default_strategy
+
+from labelwise.brokers.acks import OUTSTANDING, ack_many
+from labelwise.worker.batching import Batcher
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Inbound:
+    """A labelwise.classify message as the consumer received it, not decoded yet."""
+
+    message: Any
+    task_id: str
+    received_s: float
+    settle: Callable[[Callable[[], None]], None]  # runs a callable where this message may be acknowledged
+
+    @classmethod
+    def direct(cls, task_id: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Inbound:
+        """A call of the task function itself (no broker message to acknowledge)."""
+        return cls(_Direct(args, kwargs), task_id, time.time(), _now)
+
+
+@dataclass
+class _Direct:
+    """Stands in for a broker message when the task is called directly."""
+
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    acknowledged: bool = True
+
+    def decode(self) -> Any:
+        return [list(self.args), self.kwargs, {}]
+
+
+class Feed:
+    """Where this process's batch-strategy messages go (set when the worker's resources are built)."""
+
+    batcher: Batcher[Inbound, Any] | None = None
+    events: Any = None  # Celery's event dispatcher, when task events are on
+
+
+FEED = Feed()
+
+
+def batch_strategy(task: Task, app: Any, consumer: Any, **_: Any) -> Callable[..., None]:
+    """Celery's consumer calls the returned handler, on its own thread, for each labelwise.classify message."""
+    hub = getattr(consumer, "hub", None)
+    settle = hub.call_soon if hub is not None else _now
+    dispatcher = consumer.event_dispatcher
+    FEED.events = dispatcher if dispatcher is not None and dispatcher.enabled and task.send_events else None
+
+    def handler(message: Any, body: Any, ack: Any, reject: Any, callbacks: Any, **__: Any) -> None:
+        task_id = str((message.headers or {}).get("id") or message.properties.get("correlation_id") or "")
+        OUTSTANDING.received(message)
+        if FEED.events is not None:
+            FEED.events.send("task-received", uuid=task_id, name=task.name)
+        assert FEED.batcher is not None, "the worker's resources are built before its consumer starts"
+        FEED.batcher.put(Inbound(message, task_id, time.time(), settle))
+
+    return handler
+
+
+def tracked_strategy(task: Task, app: Any, consumer: Any, **kwargs: Any) -> Callable[..., None]:
+    """Celery's default strategy, recording each message's AMQP delivery tag until it is settled."""
+    handle = default_strategy(task, app, consumer, **kwargs)
+
+    def handler(message: Any, body: Any, ack: Any, reject: Any, callbacks: Any, **kw: Any) -> None:
+        OUTSTANDING.received(message)
+        ack.then(lambda *_: OUTSTANDING.settled(message))
+        reject.then(lambda *_: OUTSTANDING.settled(message))
+        return handle(message, body, ack, reject, callbacks, **kw)
+
+    return handler
+
+
+class BatchTask(Task):  # type: ignore[misc]
+    """labelwise.classify: its messages go to the batcher (batch_strategy)."""
+
+    Strategy = "labelwise.worker.consumer:batch_strategy"
+
+
+class TrackedTask(Task):  # type: ignore[misc]
+    """Every other labelwise task: Celery's pool, with its delivery tags tracked (tracked_strategy)."""
+
+    Strategy = "labelwise.worker.consumer:tracked_strategy"
+
+
+def acknowledge(batch: list[Inbound], outcomes: list[Any], *, failed: Callable[[Any], bool]) -> None:
+    """Acknowledge a committed batch on the consumer's thread, and tell Flower how each ended."""
+    batch = [item for item in batch if not isinstance(item.message, _Direct)]
+    if not batch:
+        return
+    messages = [item.message for item in batch]
+    events = FEED.events
+
+    def run() -> None:
+        ack_many(messages)
+        if events is not None:
+            now = time.time()
+            for item, outcome in zip(batch, outcomes, strict=True):
+                kind = "task-failed" if failed(outcome) else "task-succeeded"
+                events.send(kind, uuid=item.task_id, runtime=now - item.received_s)
+
+    batch[0].settle(run)
+
+
+def _now(callback: Callable[[], None]) -> None:
+    callback()
+
+
+def requeue(batch: list[Inbound]) -> None:
+    """Give messages back to the broker (rejected with requeue), on the consumer's thread."""
+    batch = [item for item in batch if not isinstance(item.message, _Direct)]
+    if not batch:
+        return
+
+    def run() -> None:
+        for item in batch:
+            try:
+                item.message.reject(requeue=True)
+            except Exception as e:  # the connection went away: the broker gives it back anyway
+                log.debug("could not requeue %s: %s", item.task_id, e)
+            OUTSTANDING.settled(item.message)
+
+    batch[0].settle(run)

@@ -1,0 +1,121 @@
+"""What the batcher does with a batch of labelwise.classify messages: decode them, classify and commit,
+publish the deliveries, acknowledge the messages; through a passing outage (the database is down) the
+batch is held, unacknowledged, and tried again with back-off."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import time
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from labelwise.classify.classifier import Classifier
+from labelwise.errors import RetryableError
+from labelwise.pipeline.common import backoff_s
+from labelwise.pipeline.traffic import Refiner
+from labelwise.pipeline.working import Classified, Message, classify_batch
+from labelwise.settings import Settings
+from labelwise.worker import metrics as worker_metrics
+from labelwise.worker.consumer import Inbound, acknowledge, requeue
+
+log = logging.getLogger(__name__)
+
+
+class BatchHandler:
+    """The batcher's ``handle`` for labelwise.classify messages (one instance per worker process)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        sessions: sessionmaker[Session],
+        classifier: Classifier,
+        refiner: Refiner | None,
+        publish_deliveries: Any,
+    ) -> None:
+        self.settings, self.sessions, self.classifier, self.refiner = settings, sessions, classifier, refiner
+        self.publish_deliveries = publish_deliveries
+        self.stopping = threading.Event()  # set at shutdown: stop retrying, leave the rest to the broker
+
+    def __call__(self, items: list[Inbound]) -> list[Classified | Exception]:
+        messages = [decode(item) for item in items]
+        outcomes: list[Classified | Exception] = [RetryableError("not classified yet")] * len(items)
+        pending, attempt = list(range(len(items))), 0
+        while pending:
+            retry = self._attempt(items, messages, pending, outcomes)
+            if not retry:
+                break
+            attempt += 1
+            if self.stopping.is_set() or (
+                self.settings.db_retry_max is not None and attempt > self.settings.db_retry_max
+            ):
+                requeue([items[i] for i in retry])  # another worker, or this one later, tries them
+                break
+            wait_s = backoff_s(attempt, base_s=1.0, cap_s=self.settings.db_retry_backoff_max_s)
+            log.warning(
+                "%d messages wait out an outage (%s); retry %d in %.1fs",
+                len(retry),
+                outcomes[retry[0]],
+                attempt,
+                wait_s,
+            )
+            self.stopping.wait(wait_s)
+            pending = retry
+        return outcomes
+
+    def _attempt(
+        self, items: list[Inbound], messages: list[Message], pending: list[int], outcomes: list[Classified | Exception]
+    ) -> list[int]:
+        """Classify the pending messages once; acknowledge those that ended; return the ones to retry."""
+        started_at = dt.datetime.now(dt.UTC)
+        try:
+            got = classify_batch(
+                self.sessions,
+                self.classifier,
+                [messages[i] for i in pending],
+                max_text_chars=self.settings.max_text_chars,
+                max_metadata_bytes=self.settings.max_metadata_bytes,
+                max_attempts=self.settings.max_attempts,
+                refiner=self.refiner,
+            )
+        except RetryableError as e:
+            got = [e] * len(pending)
+        ended = [(i, o) for i, o in zip(pending, got, strict=True) if isinstance(o, Classified)]
+        for i, outcome in zip(pending, got, strict=True):
+            outcomes[i] = outcome
+        if ended:
+            views = [o.view for _, o in ended]
+            self.publish_deliveries([d for _, o in ended for d in o.deliveries])
+            worker_metrics.batch_done(views, started_at=started_at)
+            acknowledge([items[i] for i, _ in ended], views, failed=lambda view: view["status"] == "failed")
+            if log.isEnabledFor(logging.INFO):
+                for i, view in zip((i for i, _ in ended), views, strict=True):
+                    _log_done(items[i], view)
+        return [i for i, o in zip(pending, got, strict=True) if not isinstance(o, Classified)]
+
+
+def _log_done(item: Inbound, view: dict[str, Any]) -> None:
+    fields = {k: view[k] for k in ("job_id", "tenant", "label_set", "status")}
+    log.info(
+        "job %s: %s %s",
+        item.task_id,
+        view["status"],
+        view["chosen"] or view["error"] or "",
+        extra={**fields, "task_id": item.task_id, "duration_s": time.time() - item.received_s},
+    )
+
+
+def decode(item: Inbound) -> Message:
+    """The task's arguments (Celery message protocol 2, or 1); an undecodable body fails its job."""
+    try:
+        body = item.message.decode()
+    except Exception as e:
+        return Message(item.task_id, f"the message body cannot be decoded: {type(e).__name__}")
+    if isinstance(body, dict) and ("args" in body or "kwargs" in body):  # protocol 1
+        return Message(item.task_id, body.get("kwargs"), tuple(body.get("args") or ()))
+    if isinstance(body, list | tuple) and len(body) >= 2:
+        args, kwargs = body[0], body[1]
+        return Message(item.task_id, kwargs, tuple(args) if isinstance(args, list | tuple) else (args,))
+    return Message(item.task_id, body)
