@@ -34,7 +34,7 @@ if str(ROOT) not in sys.path:  # run as a script: make ``labelwise`` importable 
     sys.path.insert(0, str(ROOT))
 
 BANKING77_TEST = ROOT.parent / "shared" / "data" / "banking77" / "test.csv"
-BACKENDS = ("torch", "onnx")
+BACKENDS = ("torch", "onnx", "onnx-int8")  # onnx-int8: the dynamically quantized model (LABELWISE_PRECISION=int8)
 LAYOUTS = ((1, 2), (2, 1))  # (processes, threads per process)
 BATCHES = (1, 8, 16, 32, 64)
 NO_SPLIT = 1 << 20  # encoder batch size / token budget large enough that a call is one batch
@@ -75,10 +75,17 @@ def make_encoder(backend: str, *, threads: int, cache_dir: Path, model: str | No
         from labelwise.classify.sentence import SentenceTransformerEncoder
 
         return SentenceTransformerEncoder(model, threads=threads, batch_size=NO_SPLIT)
-    if backend == "onnx":
+    if backend in ("onnx", "onnx-int8"):
         from labelwise.classify.onnx import OnnxEncoder
 
-        return OnnxEncoder(model, cache_dir=cache_dir, threads=threads, batch_size=NO_SPLIT, max_batch_tokens=NO_SPLIT)
+        return OnnxEncoder(
+            model,
+            cache_dir=cache_dir,
+            threads=threads,
+            batch_size=NO_SPLIT,
+            max_batch_tokens=NO_SPLIT,
+            quantize=backend == "onnx-int8",
+        )
     raise ValueError(f"unknown backend {backend!r}; one of {BACKENDS}")
 
 
@@ -226,11 +233,11 @@ def best_layout(
 
 def prepare(backend: str, cache_dir: Path) -> None:
     """Export the ONNX file before timing anything (in a child process: torch stays out of this one)."""
-    if backend == "onnx":
+    if backend in ("onnx", "onnx-int8"):
         from labelwise.classify.onnx import ensure_exported
         from labelwise.settings import DEFAULT_MODEL
 
-        ensure_exported(DEFAULT_MODEL, cache_dir)
+        ensure_exported(DEFAULT_MODEL, cache_dir, quantize=backend == "onnx-int8")
 
 
 def parity(texts: Sequence[str], *, cache_dir: Path) -> dict[str, float]:

@@ -8,7 +8,8 @@ In one run, on the same texts (Banking77 test, or --data FILE with a `text` colu
   3. the peer: a plain Celery task encoding its one message per call (bench/peer_app.py), Redis + PostgreSQL;
 and the ratios labelwise/ceiling and labelwise/peer.
 
-    .venv/bin/python bench/throughput.py [--n 2000] [--backend torch] [--processes 1] [--batch-size 32] [--json]
+    .venv/bin/python bench/throughput.py [--n 2000] [--backend torch] [--precision int8] [--processes 1]
+        [--batch-size 32] [--json]
 """
 
 from __future__ import annotations
@@ -228,18 +229,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=2000, help="messages (default 2000)")
     parser.add_argument("--data", type=Path, default=BANKING77_TEST, help="CSV with a text column")
     parser.add_argument("--backend", default="onnx", choices=["torch", "onnx"])
+    parser.add_argument(
+        "--precision", default=None, choices=["fp32", "int8"], help="ONNX: default LABELWISE_PRECISION's default"
+    )
     parser.add_argument("--processes", type=int, default=2, help="labelwise worker processes")
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--batch-size", type=int, default=None, help="default LABELWISE_BATCH_SIZE's default")
     parser.add_argument("--ceiling-n", type=int, default=600, help="texts per ceiling cell")
     parser.add_argument("--skip", default="", help="comma-separated parts to skip: ceiling,embedded,peer")
     parser.add_argument("--timeout-s", type=float, default=1200)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
     skip = set(filter(None, args.skip.split(",")))
+    from labelwise.settings import Settings
+
+    precision = args.precision or Settings.model_fields["precision"].default
+    args.batch_size = args.batch_size or Settings.model_fields["batch_size"].default
     texts = read_texts(args.data)
     texts = (texts * (args.n // len(texts) + 1))[: args.n]
     env = {
         "LABELWISE_BACKEND": args.backend,
+        "LABELWISE_PRECISION": precision,
         "LABELWISE_WORKER_PROCESSES": str(args.processes),
         "LABELWISE_BATCH_SIZE": str(args.batch_size),
         "HF_HUB_OFFLINE": "1",
@@ -247,6 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     report: dict[str, Any] = {
         "n": args.n,
         "backend": args.backend,
+        "precision": precision,
         "processes": args.processes,
         "batch_size": args.batch_size,
         "cpus": os.cpu_count(),
@@ -255,7 +265,11 @@ def main(argv: list[str] | None = None) -> int:
         home = Path(tmp)
         if "ceiling" not in skip:
             cell = best_layout(
-                texts[: args.ceiling_n], args.backend, cache_dir=home / "onnx", batches=(1, 8, 16, 32), repeats=2
+                texts[: args.ceiling_n],
+                "onnx-int8" if args.backend == "onnx" and precision == "int8" else args.backend,
+                cache_dir=home / "onnx",
+                batches=(1, 8, 16, 32),
+                repeats=2,
             )
             report["ceiling_msgs_s"] = cell.texts_per_s
             report["ceiling_layout"] = {"processes": cell.procs, "threads": cell.threads, "batch": cell.batch}

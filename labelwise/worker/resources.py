@@ -60,12 +60,13 @@ class Resources:
     refiner: Refiner | None = None  # previews score a set's current version with it, as messages are
 
 
-def limit_blas_threads(threads: int) -> None:
-    """Cap numpy's BLAS pool at this process's share of the cores.
+def limit_blas_threads(threads: int = 1) -> None:
+    """Cap numpy's BLAS pool (one thread: the model runs on ONNX Runtime's threads, not BLAS).
 
     OpenBLAS starts a thread per core and its idle threads spin: on 2 cores, scoring batches against
     1,000 labels cost 5.9 ms more CPU per message than with one BLAS thread (bench/labels_scale.py:
-    1.40x the per-message cost of 10 labels before the cap, 1.07x after)."""
+    1.40x the per-message cost of 10 labels before the cap, 1.07x after); and even a process's share of
+    two threads cost a batch of 64 messages 4 ms of scoring instead of 0.08 (bench/pipeline.py)."""
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(limits=threads, user_api="blas")
@@ -110,7 +111,7 @@ class TimedEncoder:
 
 
 def build_resources(settings: Settings, publisher: Publisher) -> Resources:
-    limit_blas_threads(settings.threads_per_process())
+    limit_blas_threads()
     engine = make_engine(settings.resolved_database_url(), pre_ping=False)  # a lost connection retries the batch
     sessions = make_session_factory(engine)
     classifier = build_classifier(settings)
