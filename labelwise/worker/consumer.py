@@ -98,11 +98,25 @@ def tracked_strategy(task: Task, app: Any, consumer: Any, **kwargs: Any) -> Call
 
     def handler(message: Any, body: Any, ack: Any, reject: Any, callbacks: Any, **kw: Any) -> None:
         OUTSTANDING.received(message)
-        ack.then(lambda *_: OUTSTANDING.settled(message))
-        reject.then(lambda *_: OUTSTANDING.settled(message))
+        _settles(message, "ack")
+        _settles(message, "reject")
         return handle(message, body, ack, reject, callbacks, **kw)
 
     return handler
+
+
+def _settles(message: Any, method: str) -> None:
+    """Record the message as settled once its ``ack`` or ``reject`` has really been sent (on the consumer's
+    thread, in order with a batch's acknowledgement there), not merely requested."""
+    sent = getattr(message, method)
+
+    def settle(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return sent(*args, **kwargs)
+        finally:
+            OUTSTANDING.settled(message)
+
+    setattr(message, method, settle)
 
 
 class BatchTask(Task):  # type: ignore[misc]
