@@ -28,6 +28,7 @@ def test_flower_sees_classify_tasks_received_and_succeeded(stack: Stack) -> None
     app = Celery(broker=stack.broker_url, set_as_current=False)
     seen: dict[str, list[str]] = {}
     ready = threading.Event()
+    receivers: list[Any] = []
 
     def listen() -> None:
         with app.connection_for_read() as conn:
@@ -37,8 +38,12 @@ def test_flower_sees_classify_tasks_received_and_succeeded(stack: Stack) -> None
                     seen.setdefault(event["uuid"], []).append(event["type"])
 
             receiver = app.events.Receiver(conn, handlers={"*": on_event})
+            receivers.append(receiver)
             ready.set()
-            receiver.capture(limit=None, timeout=60, wakeup=False)
+            try:
+                receiver.capture(limit=None, timeout=None, wakeup=False)
+            except TimeoutError:  # the broker's read timed out once the test stopped listening
+                pass
 
     listener = threading.Thread(target=listen, daemon=True)
     listener.start()
@@ -49,5 +54,8 @@ def test_flower_sees_classify_tasks_received_and_succeeded(stack: Stack) -> None
     deadline = time.monotonic() + 30
     while "task-succeeded" not in seen.get(task_id, []) and time.monotonic() < deadline:
         time.sleep(0.1)
+    receivers[0].should_stop = True  # stop listening before the next test, whatever the outcome below
+    listener.join(10)
+    assert not listener.is_alive()
     assert "task-received" in seen.get(task_id, []) and "task-succeeded" in seen.get(task_id, []), seen.get(task_id)
     app.close()
