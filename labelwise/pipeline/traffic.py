@@ -59,6 +59,23 @@ def record(session: Session, policy: TrafficPolicy, *, label_set_id: int, model_
         traffic.prune(session, label_set_id=label_set_id, model_id=model_id, keep=policy.keep)
 
 
+def refine(
+    cache: LabelCache,
+    version_id: int,
+    doc: LabelSetDocument,
+    encoder: Encoder,
+    vectors: np.ndarray,
+    *,
+    key: str,
+    current: LabelIndex | None = None,
+) -> LabelIndex:
+    """The index a refresh swaps in, from the set's recent traffic ``vectors`` (oldest first).
+
+    ``current`` is the index in use until now. The result is cached under ``key``.
+    """
+    return cache.get_or_build(version_id, doc, encoder, traffic=Traffic(key, vectors))
+
+
 class Refiner:
     """One background thread per worker process that rebuilds label indexes from traffic."""
 
@@ -117,7 +134,8 @@ class Refiner:
     ) -> None:
         with self.sessions() as session:
             rows = traffic.latest(session, label_set_id=label_set_id, model_id=encoder.model_id, limit=self.policy.keep)
-        self.cache.get_or_build(version_id, load_doc(), encoder, traffic=Traffic(key, from_rows(rows)))
+        current = self.cache.latest(version_id, encoder.model_id)
+        refine(self.cache, version_id, load_doc(), encoder, from_rows(rows), key=key, current=current)
         self.rebuilt += 1
         log.info(
             "label set %s version %s: label vectors refined from %d recent messages",
