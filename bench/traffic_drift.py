@@ -69,32 +69,34 @@ class Data:
     held_y: np.ndarray
 
 
-def load_sets(data_dir: Path, cache_dir: Path) -> dict[str, tuple[Data, list[str]]]:
-    """Per set: its Data and the gold label name of each id (the file's labels, sorted)."""
-    ag_path, bank_test, bank_train = (
-        data_dir / "agnews" / "test.csv",
-        data_dir / "banking77" / "test.csv",
-        data_dir / "banking77" / "train.csv",
-    )
-    ag_rows = read_csv(ag_path)
-    ag_x = cached_vectors(ag_path, cache_dir=cache_dir)
-    bt_rows, btr_rows = read_csv(bank_test), read_csv(bank_train)
-    bt_x, btr_x = cached_vectors(bank_test, cache_dir=cache_dir), cached_vectors(bank_train, cache_dir=cache_dir)
-    ag_names = sorted({label for _, label in ag_rows})
-    bank_names = sorted({label for _, label in btr_rows})
-    ag_y = np.array([ag_names.index(label) for _, label in ag_rows])
-    return {
-        "agnews": (Data(ag_x[3000:], ag_y[3000:], ag_x[:3000], ag_y[:3000]), ag_names),
-        "banking77": (
+def load_sets(data_dir: Path, cache_dir: Path, wanted: set[str]) -> dict[str, tuple[Data, list[str]]]:
+    """Per wanted set: its Data and the gold label name of each id (the file's labels, sorted)."""
+    out = {}
+    if "agnews" in wanted:
+        path = data_dir / "agnews" / "test.csv"
+        rows, x = read_csv(path), cached_vectors(path, cache_dir=cache_dir)
+        names = sorted({label for _, label in rows})
+        y = np.array([names.index(label) for _, label in rows])
+        out["agnews"] = (Data(x[3000:], y[3000:], x[:3000], y[:3000]), names)
+    if "banking77" in wanted:
+        test, train = data_dir / "banking77" / "test.csv", data_dir / "banking77" / "train.csv"
+        test_rows, train_rows = read_csv(test), read_csv(train)
+        names = sorted({label for _, label in train_rows})
+        out["banking77"] = (
             Data(
-                btr_x,
-                np.array([bank_names.index(label) for _, label in btr_rows]),
-                bt_x,
-                np.array([bank_names.index(label) for _, label in bt_rows]),
+                cached_vectors(train, cache_dir=cache_dir),
+                np.array([names.index(label) for _, label in train_rows]),
+                cached_vectors(test, cache_dir=cache_dir),
+                np.array([names.index(label) for _, label in test_rows]),
             ),
-            bank_names,
-        ),
-    }
+            names,
+        )
+    return out
+
+
+def other_set(name: str) -> str:
+    """Where a set's off-topic messages come from."""
+    return "banking77" if name == "agnews" else "agnews"
 
 
 def make_order(order: str, data: Data, other_x: np.ndarray, *, length: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -164,7 +166,7 @@ def run_stream(
         key = policy.key(1, start)
         if key is not None:  # the worker's refresh: the newest `keep` messages seen so far
             seen = x[max(0, start - policy.keep) : start]
-            current = refine(cache, 0, doc, encoder, seen, key=key, current=current)
+            current = refine(cache, 0, doc, encoder, seen, key=key)
         chunk = slice(start, start + policy.refresh_every)
         for top, best, index in ((top_on, best_on, current), (top_off, best_off, base)):
             sims = index.label_scores(x[chunk])
@@ -209,12 +211,15 @@ def main() -> None:
     from labelwise.classify.sentence import SentenceTransformerEncoder
 
     encoder = CachedEncoder(SentenceTransformerEncoder(threads=os.cpu_count() or 1), args.cache_dir)
-    sets = load_sets(args.data_dir, args.cache_dir)
+    wanted = set(args.sets.split(","))
+    if "offtopic" in args.orders.split(","):
+        wanted |= {other_set(name) for name in wanted}
+    sets = load_sets(args.data_dir, args.cache_dir, wanted)
     policy = TrafficPolicy()
     results: list[dict[str, Any]] = []
     for set_name in args.sets.split(","):
         data, names = sets[set_name]
-        other = sets["banking77" if set_name == "agnews" else "agnews"][0].stream_x
+        other = sets[other_set(set_name)][0].stream_x if other_set(set_name) in sets else data.stream_x[:0]
         length = SHORT_LENGTH if args.short else len(data.stream_y)
         for kind in args.kinds.split(","):
             doc = load_yaml((LABELSETS / f"{set_name}_{kind}.yaml").read_text())

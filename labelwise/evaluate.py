@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from labelwise.classify.classifier import Classifier
-from labelwise.classify.labels import calibrate
+from labelwise.classify.labels import Traffic, calibrate
 from labelwise.classify.scoring import Scored
 from labelwise.errors import InvalidInputError
 from labelwise.labelset import Calibration, LabelSetDocument
@@ -81,6 +81,31 @@ def read_labelled(path: Path) -> list[Row]:
     return rows
 
 
+def read_texts(path: Path) -> list[str]:
+    """Unlabeled texts: JSONL with a ``text`` key, CSV with a ``text`` column, else one text per line.
+
+    Raises InvalidInputError naming the file (and line) when it cannot be read or holds no text.
+    """
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise InvalidInputError(f"cannot read {path}: {e}", field="traffic") from e
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".ndjson", ".json"):
+        texts = [_json_line(path, i, line).get("text") for i, line in enumerate(raw.splitlines(), 1) if line.strip()]
+    elif suffix == ".csv":
+        reader = csv.DictReader(raw.splitlines())
+        if "text" not in (reader.fieldnames or []):
+            raise InvalidInputError(f"{path}: needs a text column", field="traffic")
+        texts = [rec.get("text") for rec in reader]
+    else:
+        texts = raw.splitlines()
+    kept = [t for t in texts if isinstance(t, str) and t.strip()]
+    if not kept:
+        raise InvalidInputError(f"{path}: no texts", field="traffic")
+    return kept
+
+
 def _json_line(path: Path, line_no: int, line: str) -> dict[str, Any]:
     try:
         rec = json.loads(line)
@@ -103,13 +128,17 @@ def predict(
     *,
     batch_size: int = BATCH_SIZE,
     on_batch: Callable[[int], None] | None = None,
+    traffic: Traffic | None = None,
 ) -> list[Outcome]:
-    """Classify every row exactly as the worker would; ``on_batch(n_done_in_batch)`` reports progress."""
+    """Classify every row exactly as the worker would; ``on_batch(n_done_in_batch)`` reports progress.
+
+    With ``traffic`` (unlabeled messages of the set), as the worker will once it has refined the label
+    vectors from that traffic."""
     version_id = eval_version_id(doc)
     outcomes: list[Outcome] = []
     for start in range(0, len(rows), batch_size):
         batch = rows[start : start + batch_size]
-        scored = classifier.classify(version_id, doc, [r.text for r in batch])
+        scored = classifier.classify(version_id, doc, [r.text for r in batch], traffic=traffic)
         outcomes.extend(to_outcome(r.label, s) for r, s in zip(batch, scored, strict=True))
         if on_batch is not None:
             on_batch(len(batch))

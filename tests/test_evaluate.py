@@ -227,3 +227,26 @@ def test_cli_labels_tune_calibrates_and_writes_the_document(cli, tmp_path: Path)
     )
     assert calibrated["accuracy"] == raw["accuracy"]  # the ranking is unchanged
     assert calibrated["coverage"] == pytest.approx(data["expected"]["coverage"], abs=0.05)
+
+
+def test_cli_eval_with_traffic_scores_after_refining_and_shows_the_figures_without(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """`eval --traffic FILE`: the rows scored with label vectors refined from FILE's texts, beside the
+    figures without them; a traffic file without texts is a clear error."""
+    traffic = tmp_path / "traffic.txt"
+    texts = [row.text for row in evaluate.read_labelled(MESSAGES)]
+    traffic.write_text("\n".join(texts * 3) + "\n", encoding="utf-8")
+    plain = json.loads(CliRunner().invoke(cli, ["eval", str(MESSAGES), "--labels", str(SUPPORT), "--json"]).stdout)
+    result = CliRunner().invoke(
+        cli, ["eval", str(MESSAGES), "--labels", str(SUPPORT), "--traffic", str(traffic), "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["traffic"]["messages"] == 3 * len(texts)
+    assert data["traffic"]["accuracy_without"] == plain["accuracy"]
+    assert data["accuracy"] >= plain["accuracy"] - 0.01  # refining from the set's own traffic never costs
+    text = CliRunner().invoke(cli, ["eval", str(MESSAGES), "--labels", str(SUPPORT), "--traffic", str(traffic)])
+    assert text.exit_code == 0 and f"after {3 * len(texts)} messages of traffic" in text.stdout
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text('{"label": "x"}\n', encoding="utf-8")
+    bad = CliRunner().invoke(cli, ["eval", str(MESSAGES), "--labels", str(SUPPORT), "--traffic", str(empty), "--json"])
+    assert bad.exit_code == 1 and "no texts" in json.loads(bad.stdout)["error"]["message"]

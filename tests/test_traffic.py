@@ -85,3 +85,42 @@ def test_a_due_refresh_waits_until_the_last_rebuild_fits_the_cpu_share(sessions,
     ask(6)
     wait_idle()
     assert now[0] == 111.0  # the next one ran
+
+
+def test_labels_stats_shows_per_label_traffic_drawn_and_vector_moved(db_url, sessions, encoder, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """`labels stats NAME`: the kept messages each label draws, and how far refining moved its vector;
+    an unknown set is a clear not-found error."""
+    import json
+
+    import typer
+    from typer.testing import CliRunner
+
+    from labelwise.cli.common import Ctx
+    from labelwise.cli.evaluation import register
+    from labelwise.settings import Settings
+
+    seed(sessions)
+    classifier = Classifier(encoder)
+    refiner = Refiner(sessions, classifier.cache, TrafficPolicy(keep=50, refresh_every=1_000))
+    texts = ["I was charged twice", "Refund my last invoice", "My card payment failed", "Billing is wrong"] * 3
+    messages = [Message(f"job-{n}", {"tenant": "acme", "label_set": "tiny", "text": t}) for n, t in enumerate(texts)]
+    classify_batch(sessions, classifier, messages, max_text_chars=1000, refiner=refiner)
+    app, labels_app = typer.Typer(), typer.Typer()
+    app.add_typer(labels_app, name="labels")
+    register(app, labels_app, classifier_factory=lambda settings: classifier)
+    ctx = Ctx(Settings(database_url=db_url, home=tmp_path))  # type: ignore[call-arg]
+    try:
+        result = CliRunner().invoke(app, ["labels", "stats", "tiny", "--tenant", "acme", "--json"], obj=ctx)
+        assert result.exit_code == 0, result.output
+        stats = json.loads(result.stdout)
+        assert stats["messages_seen"] == stats["messages_kept"] == len(texts) and stats["refined"]
+        doc = load_yaml(TINY.read_text())
+        assert [x["name"] for x in stats["labels"]] == [label.name for label in doc.labels]
+        assert sum(x["drawn"] for x in stats["labels"]) == len(texts)
+        assert all(x["moved"] >= 0 for x in stats["labels"]) and any(x["moved"] > 0 for x in stats["labels"])
+        text = CliRunner().invoke(app, ["labels", "stats", "tiny", "--tenant", "acme"], obj=ctx)
+        assert text.exit_code == 0 and "drawn" in text.stdout and "12 recent messages kept" in text.stdout
+        missing = CliRunner().invoke(app, ["labels", "stats", "nope", "--tenant", "acme", "--json"], obj=ctx)
+        assert missing.exit_code == 1 and json.loads(missing.stdout)["error"]["code"] == "not_found"
+    finally:
+        ctx.close()

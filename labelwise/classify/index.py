@@ -23,6 +23,28 @@ class Traffic:
 
 
 @dataclass(frozen=True)
+class Gate:
+    """Where a head refined from traffic may score: near the traffic that moved each label.
+
+    Label ``i``'s refined score counts in full for a message whose cosine with ``centers[i]`` (the mean
+    direction of the messages that moved it) is at least ``radius[i] + softness``, not at all below
+    ``radius[i]`` (the unrefined head's score ``x @ base[i]`` then stands), linearly between. A label
+    with no evidence has an infinite radius: its unrefined score everywhere.
+    """
+
+    base: np.ndarray  # (n_labels, dim) the unrefined head (unit rows)
+    centers: np.ndarray  # (n_labels, dim) unit rows
+    radius: np.ndarray  # (n_labels,)
+    softness: float = 0.05
+
+    def apply(self, x: np.ndarray, refined: np.ndarray) -> np.ndarray:
+        """Scores ``(n, n_labels)`` of unit rows ``x`` given their refined head scores."""
+        base = x @ self.base.T
+        inside = np.clip((x @ self.centers.T - self.radius) / self.softness, 0.0, 1.0)
+        return base + inside * (refined - base)
+
+
+@dataclass(frozen=True)
 class LabelIndex:
     """Everything scoring needs about one label-set version, as arrays.
 
@@ -44,6 +66,7 @@ class LabelIndex:
     center: np.ndarray | None = None  # (dim,)
     margin: float = 0.0  # single-label: abstain when the top two scores are closer than this
     calibration: tuple[float, float, float] | None = None  # (score, margin, bias): see calibrate()
+    gate: Gate | None = None  # refined head scores apply only near each label's traffic evidence
 
     def label_scores(self, text_vectors: np.ndarray) -> np.ndarray:
         """``(n_texts, n_labels)`` scores of unit text vectors (see the class docstring), calibrated
@@ -57,6 +80,8 @@ class LabelIndex:
         sims = x @ self.vectors.T
         if self.bias is not None:
             sims = sims + self.bias
+        if self.gate is not None:
+            sims = self.gate.apply(x, sims)
         if self.seeds is not None and self.seed_owner is not None and self.seed_weight > 0:
             starts = np.flatnonzero(np.r_[True, np.diff(self.seed_owner) != 0])
             nearest = np.maximum.reduceat(x @ self.seeds.T, starts, axis=1)

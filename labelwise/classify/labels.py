@@ -56,6 +56,7 @@ from labelwise.classify.refining import (
     SPREAD_MAX_CELLS,
     dense_traffic,
     fit_head,
+    refine_gated,
     refine_head,
 )
 from labelwise.labelset import Label, LabelSetDocument
@@ -137,8 +138,8 @@ def build_index(doc: LabelSetDocument, encoder: Encoder, *, traffic: Traffic | N
         room = SPREAD_MAX_CELLS // (NEIGHBOURS * len(doc.labels)) - len(seeds)
         if room > 0:
             recent = traffic.vectors[-room:]
-            vectors, maybe_bias = refine_head(index, recent)
-            index = replace(index, vectors=vectors, bias=maybe_bias)
+            vectors, maybe_bias, gate = refine_gated(index, recent)
+            index = replace(index, vectors=vectors, bias=maybe_bias, gate=gate)
             if maybe_bias is not None and dense_traffic(len(recent), len(doc.labels)):
                 index = replace(index, seed_weight=0.0)  # the head alone: see the module docstring
     return index

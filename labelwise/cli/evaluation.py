@@ -7,6 +7,7 @@ Both classify through ``Classifier.classify`` with the classifier the worker bui
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 from collections.abc import Callable
@@ -18,6 +19,7 @@ import yaml
 
 from labelwise import evaluate
 from labelwise.classify.classifier import Classifier
+from labelwise.classify.labels import Traffic
 from labelwise.errors import LabelwiseError
 from labelwise.labelset import Calibration, LabelSetDocument, load_yaml
 from labelwise.settings import Settings
@@ -47,15 +49,46 @@ def register(app: typer.Typer, labels_app: typer.Typer, *, classifier_factory: C
         labels: Path = typer.Option(..., "--labels", "-l", help="Label-set YAML document."),
         with_sweep: bool = typer.Option(False, "--sweep", help="Also print coverage/accuracy over thresholds."),
         plot: Path | None = typer.Option(None, "--plot", help="Write the sweep curve and a confusion heat map (PNG)."),
+        traffic: Path | None = typer.Option(
+            None,
+            "--traffic",
+            help="Unlabeled texts of the set's traffic (one per line, or CSV/JSONL with a text field): score as "
+            "the worker will once it has refined the label vectors from them; accuracy without them is shown beside.",
+        ),
         as_json: bool = typer.Option(False, "--json", help="Print exactly one JSON document on stdout."),
     ) -> None:
         """Accuracy, macro-F1, coverage and accuracy on the covered share; per-label table, confusions."""
-        doc, outcomes, model = _run(ctx, factory, data, labels, as_json=as_json)
+        doc, outcomes, model, refined = _run(ctx, factory, data, labels, as_json=as_json, traffic_file=traffic)
         result = {**evaluate.report(outcomes, doc, with_sweep=with_sweep), "model": model}
+        if refined is not None:
+            result["traffic"] = refined
         if plot is not None:
             evaluate.plot(plot, outcomes, doc)
             result["plot"] = str(plot)
         typer.echo(json.dumps(result, indent=2) if as_json else _eval_text(result))
+
+    @labels_app.command("stats")
+    def stats_command(
+        ctx: typer.Context,
+        name: str = typer.Argument(..., help="Label-set name."),
+        tenant: str = typer.Option(..., "--tenant", "-t", help="Tenant name."),
+        as_json: bool = typer.Option(False, "--json", help="Print exactly one JSON document on stdout."),
+    ) -> None:
+        """Per label: how much of the set's recent traffic it draws and how far refining moved its vector."""
+        from labelwise.cli.common import get_ctx
+        from labelwise.models import tenants
+        from labelwise.pipeline.traffic import TrafficPolicy, label_stats
+
+        c = get_ctx(ctx)
+        try:
+            with c.sessions() as s:
+                tenant_id = tenants.get_tenant(s, tenant).id
+            classifier = factory(c.settings)
+            policy = TrafficPolicy(keep=c.settings.traffic_keep, refresh_every=c.settings.traffic_refresh_every)
+            result = label_stats(c.sessions, classifier.encoder, tenant_id=tenant_id, name=name, policy=policy)
+        except LabelwiseError as e:
+            _fail(e.message, as_json=as_json, code_name=e.code)
+        typer.echo(json.dumps(result, indent=2) if as_json else _stats_text(result))
 
     @labels_app.command("tune")
     def tune_command(
@@ -81,7 +114,7 @@ def register(app: typer.Typer, labels_app: typer.Typer, *, classifier_factory: C
             _fail("give --target-precision or --target-coverage, not both", as_json=as_json, code=2)
         if target_precision is None and target_coverage is None:
             target_precision = 0.9
-        doc, outcomes, model = _run(ctx, factory, data, file, as_json=as_json, raw=calibrate)
+        doc, outcomes, model, _ = _run(ctx, factory, data, file, as_json=as_json, raw=calibrate)
         current = evaluate.metrics(outcomes, doc)
         calibration = None
         if calibrate:
@@ -111,6 +144,19 @@ def register(app: typer.Typer, labels_app: typer.Typer, *, classifier_factory: C
         typer.echo(json.dumps(result, indent=2) if as_json else _tune_text(result))
 
 
+def _stats_text(r: dict[str, Any]) -> str:
+    lines = [
+        f"{r['label_set']} version {r['version']} · {r['model']} · {r['messages_kept']} recent messages kept "
+        f"({r['messages_seen']} seen)" + ("" if r["refined"] else " · label vectors not refined"),
+        f"  {'label':32s} {'drawn':>6s} {'share':>6s} {'moved':>6s}",
+    ]
+    total = max(r["messages_kept"], 1)
+    lines += [
+        f"  {x['name'][:32]:32s} {x['drawn']:6d} {_pct(x['drawn'] / total)} {x['moved']:6.3f}" for x in r["labels"]
+    ]
+    return "\n".join(lines)
+
+
 def _suggested(
     doc: LabelSetDocument, threshold: float, overrides: dict[str, float], calibration: Calibration | None
 ) -> dict[str, Any]:
@@ -126,17 +172,27 @@ def _suggested(
 
 
 def _run(
-    ctx: typer.Context, factory: ClassifierFactory, data: Path, labels: Path, *, as_json: bool, raw: bool = False
-) -> tuple[LabelSetDocument, list[evaluate.Outcome], str]:
-    """Load both files and classify every row; errors end the command with exit code 1.
+    ctx: typer.Context,
+    factory: ClassifierFactory,
+    data: Path,
+    labels: Path,
+    *,
+    as_json: bool,
+    raw: bool = False,
+    traffic_file: Path | None = None,
+) -> tuple[LabelSetDocument, list[evaluate.Outcome], str, dict[str, Any] | None]:
+    """Load the files and classify every row; errors end the command with exit code 1.
 
     ``raw``: classify with the document's calibration left out (raw scores, to fit a new one).
+    ``traffic_file``: classify with label vectors refined from its texts; the last item then says how
+    many there were and the accuracy without them (else None).
     """
     try:
         doc = load_yaml(labels.read_text(encoding="utf-8"))
         if raw:
             doc = doc.model_copy(update={"calibration": None})
         rows = evaluate.read_labelled(data)
+        texts = evaluate.read_texts(traffic_file) if traffic_file is not None else None
     except OSError as e:
         _fail(f"cannot read {labels}: {e}", as_json=as_json)
     except LabelwiseError as e:
@@ -144,11 +200,24 @@ def _run(
     # cli.py's callback puts its Settings on ctx.obj; built here only when registered elsewhere
     settings = getattr(ctx.obj, "settings", None) or Settings()  # type: ignore[call-arg]  # fields come from env
     classifier = factory(settings)
+    if texts is None:
+        return doc, _predict(classifier, doc, rows), classifier.model_id, None
+    traffic = Traffic(
+        f"eval:{hashlib.sha256(chr(0).join(texts).encode()).hexdigest()}", classifier.encoder.encode(texts)
+    )
+    without = evaluate.metrics(_predict(classifier, doc, rows), doc)
+    refined = {"messages": len(texts), "accuracy_without": without["accuracy"], "macro_f1_without": without["macro_f1"]}
+    return doc, _predict(classifier, doc, rows, traffic=traffic), classifier.model_id, refined
+
+
+def _predict(
+    classifier: Classifier, doc: LabelSetDocument, rows: list[evaluate.Row], *, traffic: Traffic | None = None
+) -> list[evaluate.Outcome]:
+    """Every row classified as the worker would, with a progress bar on stderr for long files."""
     if len(rows) < PROGRESS_MIN_ROWS:
-        return doc, evaluate.predict(classifier, doc, rows), classifier.model_id
+        return evaluate.predict(classifier, doc, rows, traffic=traffic)
     with typer.progressbar(length=len(rows), label="classifying", file=sys.stderr) as bar:
-        outcomes = evaluate.predict(classifier, doc, rows, on_batch=bar.update)
-    return doc, outcomes, classifier.model_id
+        return evaluate.predict(classifier, doc, rows, on_batch=bar.update, traffic=traffic)
 
 
 def _fail(message: str, *, as_json: bool, code: int = 1, code_name: str = "invalid_input") -> NoReturn:
@@ -188,6 +257,13 @@ def _eval_text(r: dict[str, Any]) -> str:
         ]
     if "plot" in r:
         lines += ["", f"  plot written to {r['plot']}"]
+    if "traffic" in r:
+        t = r["traffic"]
+        lines.insert(
+            1,
+            f"  after {t['messages']} messages of traffic (label vectors refined from them); "
+            f"without them: accuracy {_pct(t['accuracy_without'])}, macro-F1 {_pct(t['macro_f1_without'])}",
+        )
     return "\n".join(lines)
 
 

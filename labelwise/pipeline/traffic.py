@@ -19,12 +19,14 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 
 from labelwise.classify.base import Encoder
-from labelwise.classify.labels import LabelCache, LabelIndex, Traffic
+from labelwise.classify.labels import LabelCache, LabelIndex, Traffic, to_unit
+from labelwise.classify.stored import StoredEncoder
 from labelwise.labelset import LabelSetDocument
 from labelwise.models import labelsets, traffic
 
@@ -67,12 +69,10 @@ def refine(
     vectors: np.ndarray,
     *,
     key: str,
-    current: LabelIndex | None = None,
 ) -> LabelIndex:
-    """The index a refresh swaps in, from the set's recent traffic ``vectors`` (oldest first).
-
-    ``current`` is the index in use until now. The result is cached under ``key``.
-    """
+    """The index a refresh swaps in, from the set's recent traffic ``vectors`` (oldest first), cached
+    under ``key``. Refinement is guarded so that it never scores worse than the unrefined index where
+    the traffic says nothing (see :mod:`labelwise.classify.refining`)."""
     return cache.get_or_build(version_id, doc, encoder, traffic=Traffic(key, vectors))
 
 
@@ -134,8 +134,7 @@ class Refiner:
     ) -> None:
         with self.sessions() as session:
             rows = traffic.latest(session, label_set_id=label_set_id, model_id=encoder.model_id, limit=self.policy.keep)
-        current = self.cache.latest(version_id, encoder.model_id)
-        refine(self.cache, version_id, load_doc(), encoder, from_rows(rows), key=key, current=current)
+        refine(self.cache, version_id, load_doc(), encoder, from_rows(rows), key=key)
         self.rebuilt += 1
         log.info(
             "label set %s version %s: label vectors refined from %d recent messages",
@@ -168,6 +167,45 @@ class Refiner:
                     self._pending.discard(job_key)
                     # spent / (spent + wait) <= max_share: the next rebuild waits its share of idle time
                     self._not_before = max(self._not_before, self._clock() + spent * (1 / self.max_share - 1))
+
+
+def label_stats(
+    sessions: sessionmaker[Session], encoder: Encoder, *, tenant_id: int, name: str, policy: TrafficPolicy
+) -> dict[str, Any]:
+    """Per label of a set's current version: how many of the kept recent messages it draws (their top
+    label once refined from them) and how far refining moved its vector (``1 - cosine``, 0 = not at all).
+
+    The index is rebuilt here from the traffic the worker keeps, by the worker's refinement step: what a
+    worker holds after its next refresh. Raises NotFoundError for an unknown set.
+    """
+    with sessions() as session:
+        version = labelsets.current_version(session, tenant_id=tenant_id, name=name)
+        doc = LabelSetDocument.model_validate(labelsets.version_document(session, version.id))
+        seen = labelsets.get_label_set(session, tenant_id=tenant_id, name=name).traffic_seen
+        rows = traffic.latest(session, label_set_id=version.label_set_id, model_id=encoder.model_id, limit=policy.keep)
+    label_encoder = StoredEncoder(encoder, sessions)
+    cache = LabelCache(2)
+    base = cache.get_or_build(version.id, doc, label_encoder)
+    vectors = from_rows(rows)
+    refined = base
+    if len(rows) and doc.refine_from_traffic is not False:
+        refined = refine(cache, version.id, doc, label_encoder, vectors, key="stats")
+    drawn = np.zeros(len(base.names), dtype=np.int64)
+    if len(rows):
+        drawn = np.bincount(refined.label_scores(vectors).argmax(axis=1), minlength=len(base.names))
+    moved = 1.0 - np.sum(to_unit(base.vectors) * to_unit(refined.vectors), axis=1)
+    return {
+        "label_set": name,
+        "version": version.version,
+        "model": encoder.model_id,
+        "messages_seen": seen,
+        "messages_kept": len(rows),
+        "refined": refined is not base,
+        "labels": [
+            {"name": label, "drawn": int(n), "moved": round(float(max(m, 0.0)), 4)}
+            for label, n, m in zip(base.names, drawn, moved, strict=True)
+        ],
+    }
 
 
 def document_loader(sessions: sessionmaker[Session], version_id: int) -> Callable[[], LabelSetDocument]:
