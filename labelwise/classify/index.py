@@ -30,6 +30,11 @@ class Gate:
     direction of the messages that moved it) is at least ``radius[i] + softness``, not at all below
     ``radius[i]`` (the unrefined head's score ``x @ base[i]`` then stands), linearly between. A label
     with no evidence has an infinite radius: its unrefined score everywhere.
+
+    The scores are then shifted per message so that the top one is the unrefined head's top score:
+    refinement decides the order of the labels, never how sure the set is that a message belongs to
+    one (abstention and thresholds keep their unrefined meaning; off-topic traffic that one label
+    absorbed would otherwise score high: AG News with 30% off-topic, abstention AUROC 0.73 -> 0.36).
     """
 
     base: np.ndarray  # (n_labels, dim) the unrefined head (unit rows)
@@ -41,7 +46,8 @@ class Gate:
         """Scores ``(n, n_labels)`` of unit rows ``x`` given their refined head scores."""
         base = x @ self.base.T
         inside = np.clip((x @ self.centers.T - self.radius) / self.softness, 0.0, 1.0)
-        return base + inside * (refined - base)
+        gated = base + inside * (refined - base)
+        return gated + (base.max(axis=1) - gated.max(axis=1))[:, None]
 
 
 @dataclass(frozen=True)

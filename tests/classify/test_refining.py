@@ -62,3 +62,18 @@ def test_traffic_of_every_label_still_refines() -> None:
     refined = build_index(doc, encoder, traffic=Traffic("all", traffic))
     everything = range(N_LABELS)
     assert accuracy(refined, clusters, everything) >= accuracy(plain, clusters, everything)
+
+
+def test_refinement_orders_labels_but_keeps_the_unrefined_top_score_for_abstention() -> None:
+    """With 30% off-topic traffic absorbed by some label, every message's top score (what abstention and
+    thresholds read) is still the unrefined one, so off-topic messages do not start to look in scope."""
+    names, clusters = world(2)
+    doc = parse_document({"name": "t", "labels": [{"name": n} for n in names]})
+    encoder = TableEncoder(names)
+    rng = np.random.default_rng(3)
+    off_topic = to_unit(to_unit(rng.standard_normal(DIM)) + 0.3 * rng.standard_normal((300, DIM)) / np.sqrt(DIM))
+    traffic = np.vstack([*clusters, off_topic]).astype(np.float32)
+    plain = build_index(doc, encoder)
+    refined = build_index(doc, encoder, traffic=Traffic("mixed", traffic[rng.permutation(len(traffic))]))
+    assert np.allclose(refined.label_scores(traffic).max(axis=1), plain.label_scores(traffic).max(axis=1), atol=1e-5)
+    assert accuracy(refined, clusters, range(N_LABELS)) >= accuracy(plain, clusters, range(N_LABELS))
