@@ -2,6 +2,13 @@
 table with its baseline beside it, through the worker's code path (Classifier.classify).
 
     .venv/bin/python bench/accuracy.py [--data-dir ../shared/data] [--cache-dir DIR] [--json]
+    .venv/bin/python bench/accuracy.py --corrections [--json]   # the corrections learning curve alone
+
+Corrections learning curve (``--corrections``): names-only sets plus 0, 1, 2, 4 and 8 corrections per
+label made through the feedback path (``labelwise.pipeline.learning.with_example``: a corrected
+message becomes an example of its label), the corrected messages being the traffic rows the product
+gets wrong, in file order; accuracy on the reported rows without and with the traffic. Its vectors
+come from ``bench/vectors.py``'s cache (each dataset file embedded once).
 
 Protocols (nothing is chosen on the reported rows):
 - reported rows: Banking77 test.csv (3,080); AG News test.csv rows 1-3,000.
@@ -309,6 +316,9 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--cache-dir", type=Path, default=Path(tempfile.gettempdir()) / "labelwise-bench-cache")
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    parser.add_argument(
+        "--corrections", action="store_true", help="only the corrections learning curve (0-8 per label)"
+    )
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from labelwise.classify.sentence import SentenceTransformerEncoder
@@ -316,6 +326,9 @@ def main() -> None:
     raw = SentenceTransformerEncoder(threads=os.cpu_count() or 1)
     enc = CachedEncoder(raw, args.cache_dir)
     b = Bench(enc)
+    if args.corrections:
+        corrections_only(b, args.data_dir, as_json=args.json)
+        return
     bank_test, bank_train = (read_rows(args.data_dir / "banking77" / f) for f in ("test.csv", "train.csv"))
     ag_all = read_rows(args.data_dir / "agnews" / "test.csv")
     ag_test, ag_rest = ag_all[:3000], ag_all[3000:]
@@ -365,6 +378,66 @@ def main() -> None:
         print(json.dumps(result, indent=2))
     else:
         print_table(result)
+
+
+CORRECTIONS = (0, 1, 2, 4, 8)
+
+
+def corrections_curve(
+    b: Bench, doc: LabelSetDocument, test: list[Row], pool: list[Row], traffic: Traffic
+) -> dict[str, dict[int, float]]:
+    """Accuracy on ``test`` after k corrections per label made through the feedback path
+    (``labelwise.pipeline.learning.with_example``: the corrected message becomes an example of its
+    label), without and with the traffic. The corrected messages are the pool rows the product gets
+    wrong, in file order (what an admin fixes; right ones fill in for a label with too few)."""
+    from labelwise.pipeline.learning import with_example
+
+    wrong = [o.top != r.label for o, r in zip(b.run(doc, pool), pool, strict=True)]
+    queue = {label.name: [] for label in doc.labels}
+    for is_wrong in (True, False):
+        for r, w in zip(pool, wrong, strict=True):
+            if w == is_wrong:
+                queue[r.label].append(r.text)
+    out: dict[str, dict[int, float]] = {"without traffic": {}, "with traffic": {}}
+    for k in CORRECTIONS:
+        corrected = doc
+        for label, texts in queue.items():
+            for text in texts[:k]:
+                corrected = with_example(corrected, label, text)
+        out["without traffic"][k] = round(acc(b.run(corrected, test), corrected), 4)
+        out["with traffic"][k] = round(acc(b.run(corrected, test, traffic), corrected), 4)
+        print(f"  corrections {k}: {out['without traffic'][k]} / {out['with traffic'][k]}", file=sys.stderr, flush=True)
+    return out
+
+
+def corrections_only(b: Bench, data_dir: Path, *, as_json: bool) -> None:
+    """``--corrections``: the learning curve alone, on names-only sets (Banking77 pool: train.csv;
+    AG News pool: rows 3,001+, both also the traffic)."""
+    from bench.vectors import cached_vectors
+
+    files = {
+        "banking77": (data_dir / "banking77" / "test.csv", data_dir / "banking77" / "train.csv"),
+        "agnews": (data_dir / "agnews" / "test.csv", data_dir / "agnews" / "test.csv"),
+    }
+    result = {}
+    for ds, (test_path, pool_path) in files.items():
+        for path in {test_path, pool_path}:  # vectors embedded once by bench/vectors.py
+            for r, v in zip(read_rows(path), cached_vectors(path), strict=True):
+                b.encoder.vectors[hashlib.sha1(r.text.encode()).hexdigest()] = v
+        test, pool = read_rows(test_path), read_rows(pool_path)
+        if ds == "agnews":
+            test, pool = test[:3000], pool[3000:]
+        doc = load_yaml((LABELSETS / f"{ds}_names.yaml").read_text())
+        traffic = Traffic(f"{ds}-pool", b.encoder.encode([r.text for r in pool]))
+        print(f"{ds}: corrections curve", file=sys.stderr, flush=True)
+        result[ds] = corrections_curve(b, doc, test, pool, traffic)
+    if as_json:
+        print(json.dumps({"corrections": result}, indent=2))
+        return
+    print(f"{'names only + k corrections per label':40s} " + " ".join(f"{k:>7d}" for k in CORRECTIONS))
+    for ds, curves in result.items():
+        for kind, curve in curves.items():
+            print(f"{ds + ', ' + kind:40s} " + " ".join(f"{curve[k]:7.4f}" for k in CORRECTIONS))
 
 
 TARGETS = {
