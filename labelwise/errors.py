@@ -11,7 +11,8 @@
     │   └── PermanentDeliveryError     do not (other 4xx, refused address, redirect, bad config)
     └── RetryableError             a passing outage (database, broker); try again later
         ├── DatabaseUnavailableError
-        └── BrokerUnavailableError
+        ├── BrokerUnavailableError
+        └── NotReadyError          a label set's vectors are being built; the message comes back later
 
 A task turns ``InvalidInputError``/``NotFoundError`` into a ``failed`` job and
 ``RetryableError`` into a Celery retry with back-off.
@@ -70,6 +71,10 @@ class DatabaseUnavailableError(RetryableError):
 
 class BrokerUnavailableError(RetryableError):
     code = "broker_unavailable"
+
+
+class NotReadyError(RetryableError):
+    code = "not_ready"
 
 
 class UnauthorizedError(LabelwiseError):

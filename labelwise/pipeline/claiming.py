@@ -10,6 +10,7 @@ killing another worker.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,13 +38,26 @@ class Message:
     args: tuple[Any, ...] = ()
 
 
+Ref = tuple[int, int, int, int]  # a label set's version to score with: (row id, number, set id, messages seen)
+
+
 @dataclass(frozen=True)
 class Limits:
-    """What a message may carry, and how often a job may be tried."""
+    """What a message may carry, how often a job may be tried, and which label-set version it may use
+    now (``route``: see labelwise.pipeline.readiness; None: the set's current version, always)."""
 
     max_text_chars: int
     max_metadata_bytes: int = MAX_METADATA_BYTES
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    route: Callable[[Ref], Ref | None] | None = None
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """A message whose label set's vectors are being built and that has no earlier version to use:
+    its job exists (queued) and the message comes back later."""
+
+    job: Any
 
 
 @dataclass(frozen=True)
@@ -64,7 +78,7 @@ class Conflict(Exception):
 
 def claim_batch(
     sessions: sessionmaker[Session], messages: list[Message], *, limits: Limits, bulk: bool
-) -> tuple[list[Job | Claimed], dict[str, list[str]]]:
+) -> tuple[list[Job | Claimed | Waiting], dict[str, list[str]]]:
     """Claim every message in one transaction: the Job (finished or failed) or Claimed of each, and the
     pending deliveries of the jobs that were already finished.
 
@@ -80,7 +94,7 @@ def claim_batch(
                 session.flush()
             except IntegrityError as e:
                 raise Conflict from e
-        finished = {c.id: pending_deliveries(session, c.id) for c in claimed if not isinstance(c, Claimed)}
+        finished = {c.id: pending_deliveries(session, c.id) for c in claimed if not isinstance(c, Claimed | Waiting)}
     return claimed, finished
 
 
@@ -119,7 +133,7 @@ class Lookups:
         return self.keys.get((tenant_id, key)) or jobs.find_by_key(session, tenant_id=tenant_id, key=key)
 
 
-def _claim(session: Session, message: Message, *, limits: Limits, lookups: Lookups) -> Job | Claimed:
+def _claim(session: Session, message: Message, *, limits: Limits, lookups: Lookups) -> Job | Claimed | Waiting:
     """Find or create the job and mark it running; a finished or failed job comes back as a Job."""
     try:
         msg = parse_message(
@@ -143,6 +157,11 @@ def _claim(session: Session, message: Message, *, limits: Limits, lookups: Looku
         return job
     if job.id in lookups.claimed:  # a key repeated within the batch is one job and one attempt
         return lookups.claimed[job.id]
+    if limits.route is not None:
+        routed = limits.route(ref)
+        if routed is None:
+            return Waiting(job)
+        ref = routed
     if job.attempts >= limits.max_attempts:
         jobs.mark_failed(
             job,

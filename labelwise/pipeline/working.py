@@ -11,6 +11,7 @@ and a message that fails alone is recorded as a failed job with its tenant, key 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -21,11 +22,11 @@ from labelwise.classify.classifier import Classifier
 from labelwise.classify.labels import LabelIndex
 from labelwise.classify.scoring import Scored, score
 from labelwise.classify.stored import StoredEncoder
-from labelwise.errors import RetryableError
+from labelwise.errors import NotReadyError, RetryableError
 from labelwise.messages import MAX_METADATA_BYTES
 from labelwise.models import jobs
 from labelwise.pipeline import claiming
-from labelwise.pipeline.claiming import DEFAULT_MAX_ATTEMPTS, Claimed, Conflict, Limits, Message
+from labelwise.pipeline.claiming import DEFAULT_MAX_ATTEMPTS, Claimed, Conflict, Limits, Message, Ref, Waiting
 from labelwise.pipeline.common import database_errors
 from labelwise.pipeline.storing import Classified, rows_by, store_batch
 from labelwise.pipeline.traffic import Refiner, document_loader
@@ -44,6 +45,7 @@ def classify_batch(
     max_metadata_bytes: int = MAX_METADATA_BYTES,
     max_attempts: int = DEFAULT_MAX_ATTEMPTS,
     refiner: Refiner | None = None,
+    route: Callable[[Ref], Ref | None] | None = None,
 ) -> list[Classified | Exception]:
     """Classify a batch; one outcome per message, in order: its Classified (with the deliveries to publish
     after commit), or the exception its task should see (a passing outage: retry it).
@@ -53,7 +55,7 @@ def classify_batch(
     deliveries. With a ``refiner``, the messages' vectors are kept as their label set's traffic.
     Raises DatabaseUnavailableError (retryable) when the database cannot be reached at all.
     """
-    limits = Limits(max_text_chars, max_metadata_bytes, max_attempts)
+    limits = Limits(max_text_chars, max_metadata_bytes, max_attempts, route)
     try:
         return list(_classify(sessions, classifier, messages, limits=limits, refiner=refiner))
     except RetryableError:
@@ -101,20 +103,22 @@ def _classify(
     *,
     limits: Limits,
     refiner: Refiner | None,
-) -> list[Classified]:
+) -> list[Classified | Exception]:
     try:
         claimed, finished = claiming.claim_batch(sessions, messages, limits=limits, bulk=True)
     except Conflict:  # another worker inserted one of these jobs (or keys) meanwhile: one by one
         claimed, finished = claiming.claim_batch(sessions, messages, limits=limits, bulk=False)
-    results: list[Classified | None] = [None] * len(messages)
+    results: list[Classified | Exception | None] = [None] * len(messages)
     todo: dict[int, Claimed] = {}
     first_of: dict[str, int] = {}
-    job_ids = [c.job.id if isinstance(c, Claimed) else c.id for c in claimed]
+    job_ids = [c.job.id if isinstance(c, Claimed | Waiting) else c.id for c in claimed]
     for i, claim in enumerate(claimed):
         if job_ids[i] in first_of:  # the same job twice in one batch: classify it once
             continue
         first_of[job_ids[i]] = i
-        if not isinstance(claim, Claimed):
+        if isinstance(claim, Waiting):
+            results[i] = NotReadyError("the label set's vectors are being built")
+        elif not isinstance(claim, Claimed):
             results[i] = Classified(job_view(claim), finished[claim.id])
         else:
             todo[i] = claim
@@ -128,14 +132,14 @@ def _classify(
     return [_own_or_first(results, i, first_of[job_id]) for i, job_id in enumerate(job_ids)]
 
 
-def _own_or_first(results: list[Classified | None], i: int, first: int) -> Classified:
+def _own_or_first(results: list[Classified | Exception | None], i: int, first: int) -> Classified | Exception:
     """A repeat within the batch shares its first occurrence's view (its deliveries are enqueued once)."""
     own = results[i]
     if own is not None:
         return own
     shared = results[first]
     assert shared is not None
-    return Classified(shared.view, [])
+    return shared if isinstance(shared, Exception) else Classified(shared.view, [])
 
 
 def _score(

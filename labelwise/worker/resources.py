@@ -23,6 +23,7 @@ from labelwise.integrations.guard import make_client
 from labelwise.models import integrations
 from labelwise.models.db import make_engine, make_session_factory
 from labelwise.models.tables import Job
+from labelwise.pipeline.readiness import LabelReadiness
 from labelwise.pipeline.traffic import Refiner, TrafficPolicy
 from labelwise.pipeline.working import Classified
 from labelwise.settings import Settings
@@ -126,8 +127,10 @@ def build_resources(settings: Settings, publisher: Publisher) -> Resources:
         classifier,
         refiner,
         publish_deliveries=lambda ids: publish_deliveries(sessions, publisher, ids),
+        readiness=LabelReadiness(sessions, classifier),
     )
     batcher: Batcher[Inbound, Classified] = Batcher(handler, max_batch=settings.batch_size)
+    handler.later = batcher.put_later
     FEED.batcher = batcher
     return Resources(
         engine=engine,

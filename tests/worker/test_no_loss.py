@@ -186,3 +186,26 @@ def _healthy(port: int) -> bool:
         return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def test_a_huge_label_set_does_not_stall_another_tenants_messages(stack: Stack, tmp_path: Path) -> None:
+    """Thousands of new examples were embedded inside the batcher's batch: every tenant on that worker
+    waited for them. They are embedded aside now; the other tenant's message is done long before."""
+    quick, heavy = new_tenant(stack), new_tenant(stack)
+    labels = "".join(
+        f"  - name: topic{k}\n    examples:\n"
+        + "".join(f"      - 'question {i} about topic {k} from {heavy}'\n" for i in range(100))
+        for k in range(30)
+    )  # 3,000 new texts to embed: tens of seconds of a core
+    (tmp_path / "huge.yaml").write_text(f"name: huge\nlabels:\n{labels}")
+    stack.cli("labels", "apply", str(tmp_path / "huge.yaml"), "--tenant", heavy)
+    heavy_id = stack.send({"tenant": heavy, "label_set": "huge", "text": "Where is my invoice?"})
+    time.sleep(0.5)  # the worker has taken it and started building the huge set's vectors
+    quick_id = stack.send({"tenant": quick, "label_set": "tiny", "text": "I was charged twice"})
+    started = time.monotonic()
+    assert stack.wait_job(quick_id, timeout_s=30)["status"] == "done"
+    quick_s = time.monotonic() - started
+    heavy_job = stack.wait_job(heavy_id, timeout_s=300)
+    heavy_s = time.monotonic() - started
+    assert heavy_job["status"] == "done" and heavy_job["label_set_version"] == 1
+    assert quick_s < heavy_s / 2, (quick_s, heavy_s)
