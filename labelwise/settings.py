@@ -182,8 +182,10 @@ class Settings(BaseSettings):
     )
     fault_injection: str | None = Field(
         None,
-        description="Testing only (bench/chaos.py): 'api-exit-before-publish' makes the API process exit "
-        "between committing a job and publishing it, to prove the reconciler recovers it.",
+        description="Testing only (bench/chaos.py, the tests): 'api-exit-before-publish=P' makes the API process "
+        "exit between committing a job and publishing it (with probability P), to prove the reconciler recovers "
+        "it; 'worker-exit-on-text=MARKER' makes a worker exit when it is about to encode a text containing "
+        "MARKER (a message that kills its worker).",
     )
 
     def resolved_database_url(self) -> str:

@@ -217,10 +217,16 @@ def _store_done_postgresql(session: Session, done: list[Job]) -> set[str]:
     return {row[0] for row in session.connection().exec_driver_sql(statement, params)}
 
 
-def mark_running(job: Job) -> None:
+def mark_running(job: Job, *, count_attempt: bool = True) -> None:
     job.status = "running"
-    job.attempts += 1
+    if count_attempt:
+        job.attempts += 1
     job.started_at = utcnow()
+
+
+def count_attempt(session: Session, job_id: str) -> None:
+    """One more attempt at the job (a job claimed before, about to be tried alone)."""
+    session.execute(update(Job).where(Job.id == job_id).values(attempts=Job.attempts + 1))
 
 
 def mark_done(job: Job, *, result: dict[str, Any], version_id: int) -> None:

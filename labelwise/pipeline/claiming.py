@@ -70,6 +70,7 @@ class Claimed:
     version: int
     label_set_id: int
     seen: int
+    suspect: bool = False  # claimed before without finishing: tried alone, its attempt counted then
 
 
 class Conflict(Exception):
@@ -169,8 +170,11 @@ def _claim(session: Session, message: Message, *, limits: Limits, lookups: Looku
             "each time it classified this message",
         )
         return job
-    jobs.mark_running(job)
-    lookups.claimed[job.id] = Claimed(job, msg.text, *ref)
+    # Claimed before and never finished (its worker died, or its batch met an outage): it is tried alone
+    # (pipeline.working), and its attempt is counted then, not for a batch it merely sat in.
+    suspect = job.attempts > 0
+    jobs.mark_running(job, count_attempt=not suspect)
+    lookups.claimed[job.id] = Claimed(job, msg.text, *ref, suspect=suspect)
     return lookups.claimed[job.id]
 
 

@@ -122,14 +122,27 @@ def _classify(
             results[i] = Classified(job_view(claim), finished[claim.id])
         else:
             todo[i] = claim
-    if todo:
+    for group in _isolating_suspects(todo):
+        if len(group) == 1 and (only := next(iter(group.values()))).suspect:
+            with database_errors(), sessions.begin() as session:  # counted before it can kill the worker
+                jobs.count_attempt(session, only.job.id)
         with database_errors():  # label vectors of a version not cached yet come from SQL
-            scored, vectors = _score(classifier, list(todo.values()), sessions=sessions, refiner=refiner)
+            scored, vectors = _score(classifier, list(group.values()), sessions=sessions, refiner=refiner)
         with database_errors(), sessions.begin() as session, session.no_autoflush:
-            stored = store_batch(session, classifier, todo, scored, vectors, refiner=refiner)
+            stored = store_batch(session, classifier, group, scored, vectors, refiner=refiner)
         for i, classified in stored.items():
             results[i] = classified
     return [_own_or_first(results, i, first_of[job_id]) for i, job_id in enumerate(job_ids)]
+
+
+def _isolating_suspects(todo: dict[int, Claimed]) -> list[dict[int, Claimed]]:
+    """The batch's first-time jobs together, then each job claimed before (its worker died while classifying
+    it: it may be the message that kills workers) alone, each committed on its own, fewest attempts first.
+    A suspect's attempt is counted only when it is tried alone, so a message that kills its worker each
+    time reaches ``max_attempts`` and fails, and its batch-mates, tried alone before it, are done."""
+    fresh = {i: c for i, c in todo.items() if not c.suspect}
+    suspects = sorted((c.job.attempts, i) for i, c in todo.items() if c.suspect)
+    return ([fresh] if fresh else []) + [{i: todo[i]} for _, i in suspects]
 
 
 def _own_or_first(results: list[Classified | Exception | None], i: int, first: int) -> Classified | Exception:

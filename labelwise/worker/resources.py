@@ -27,8 +27,9 @@ from labelwise.pipeline.readiness import LabelReadiness
 from labelwise.pipeline.traffic import Refiner, TrafficPolicy
 from labelwise.pipeline.working import Classified
 from labelwise.settings import Settings
+from labelwise.worker import faults
 from labelwise.worker import metrics as worker_metrics
-from labelwise.worker.app import CLASSIFY_TASK, DELIVER_TASK, message_kwargs
+from labelwise.worker.app import CLASSIFY_TASK, CONFIRM_TIMEOUT_S, DELIVER_TASK, message_kwargs
 from labelwise.worker.batching import Batcher
 from labelwise.worker.consumer import FEED, Inbound
 from labelwise.worker.handling import BatchHandler
@@ -43,10 +44,22 @@ class Publisher:
         self.app, self.queue = app, queue
 
     def job(self, job: Job) -> None:
-        self.app.send_task(CLASSIFY_TASK, kwargs=message_kwargs(job), task_id=job.id, queue=self.queue)
+        self.app.send_task(
+            CLASSIFY_TASK,
+            kwargs=message_kwargs(job),
+            task_id=job.id,
+            queue=self.queue,
+            confirm_timeout=CONFIRM_TIMEOUT_S,
+        )
 
     def delivery(self, delivery_id: str, *, countdown: float | None = None) -> None:
-        self.app.send_task(DELIVER_TASK, kwargs={"delivery_id": delivery_id}, queue=self.queue, countdown=countdown)
+        self.app.send_task(
+            DELIVER_TASK,
+            kwargs={"delivery_id": delivery_id},
+            queue=self.queue,
+            countdown=countdown,
+            confirm_timeout=CONFIRM_TIMEOUT_S,
+        )
 
 
 @dataclass
@@ -91,6 +104,7 @@ def build_classifier(settings: Settings) -> Classifier:
         settings.label_cache_size,
         on_build=lambda refined, seconds: worker_metrics.label_index_built(refined=refined, seconds=seconds),
     )
+    encoder = faults.wrap_encoder(settings, encoder)  # test-only, when LABELWISE_FAULT_INJECTION says so
     return Classifier(encoder=TimedEncoder(encoder), top_k=settings.top_k, cache=cache)
 
 
