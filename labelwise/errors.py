@@ -11,8 +11,7 @@
     │   └── PermanentDeliveryError     do not (other 4xx, refused address, redirect, bad config)
     └── RetryableError             a passing outage (database, broker); try again later
         ├── DatabaseUnavailableError
-        ├── BrokerUnavailableError
-        └── NotReadyError          a label set's vectors are being built; the message comes back later
+        └── BrokerUnavailableError
 
 A task turns ``InvalidInputError``/``NotFoundError`` into a ``failed`` job and
 ``RetryableError`` into a Celery retry with back-off.
@@ -71,10 +70,6 @@ class DatabaseUnavailableError(RetryableError):
 
 class BrokerUnavailableError(RetryableError):
     code = "broker_unavailable"
-
-
-class NotReadyError(RetryableError):
-    code = "not_ready"
 
 
 class UnauthorizedError(LabelwiseError):

@@ -43,21 +43,13 @@ Ref = tuple[int, int, int, int]  # a label set's version to score with: (row id,
 
 @dataclass(frozen=True)
 class Limits:
-    """What a message may carry, how often a job may be tried, and which label-set version it may use
-    now (``route``: see labelwise.pipeline.readiness; None: the set's current version, always)."""
+    """What a message may carry, how often a job may be tried, and which label-set version it is scored
+    with now (``route``: see labelwise.pipeline.readiness; None: the set's current version, always)."""
 
     max_text_chars: int
     max_metadata_bytes: int = MAX_METADATA_BYTES
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
-    route: Callable[[Ref], Ref | None] | None = None
-
-
-@dataclass(frozen=True)
-class Waiting:
-    """A message whose label set's vectors are being built and that has no earlier version to use:
-    its job exists (queued) and the message comes back later."""
-
-    job: Any
+    route: Callable[[Ref], Ref] | None = None
 
 
 @dataclass(frozen=True)
@@ -79,7 +71,7 @@ class Conflict(Exception):
 
 def claim_batch(
     sessions: sessionmaker[Session], messages: list[Message], *, limits: Limits, bulk: bool
-) -> tuple[list[Job | Claimed | Waiting], dict[str, list[str]]]:
+) -> tuple[list[Job | Claimed], dict[str, list[str]]]:
     """Claim every message in one transaction: the Job (finished or failed) or Claimed of each, and the
     pending deliveries of the jobs that were already finished.
 
@@ -95,7 +87,7 @@ def claim_batch(
                 session.flush()
             except IntegrityError as e:
                 raise Conflict from e
-        finished = {c.id: pending_deliveries(session, c.id) for c in claimed if not isinstance(c, Claimed | Waiting)}
+        finished = {c.id: pending_deliveries(session, c.id) for c in claimed if not isinstance(c, Claimed)}
     return claimed, finished
 
 
@@ -134,7 +126,7 @@ class Lookups:
         return self.keys.get((tenant_id, key)) or jobs.find_by_key(session, tenant_id=tenant_id, key=key)
 
 
-def _claim(session: Session, message: Message, *, limits: Limits, lookups: Lookups) -> Job | Claimed | Waiting:
+def _claim(session: Session, message: Message, *, limits: Limits, lookups: Lookups) -> Job | Claimed:
     """Find or create the job and mark it running; a finished or failed job comes back as a Job."""
     try:
         msg = parse_message(
@@ -159,10 +151,7 @@ def _claim(session: Session, message: Message, *, limits: Limits, lookups: Looku
     if job.id in lookups.claimed:  # a key repeated within the batch is one job and one attempt
         return lookups.claimed[job.id]
     if limits.route is not None:
-        routed = limits.route(ref)
-        if routed is None:
-            return Waiting(job)
-        ref = routed
+        ref = limits.route(ref)
     if job.attempts >= limits.max_attempts:
         jobs.mark_failed(
             job,

@@ -1,15 +1,16 @@
-"""Label vectors built outside the batch, so a tenant's huge label set never stalls anyone else's messages.
+"""Label vectors built outside the batch, so a tenant's edit of a huge label set never stalls anyone else's
+messages.
 
 A label-set version's index is built the first time a message uses it: its label texts and examples are
 embedded (those not stored yet; StoredEncoder keeps every text's vector in SQL), then the index is
 assembled. For a few hundred new texts that costs less than a batch and happens inline, as before. A
-version with more new texts than that (a document of tens of thousands of examples takes a minute of a
-core) is built by a background thread instead, while:
+version with more new texts than that (an import of thousands of examples takes a minute of a core) is
+built by a background thread, while its set's messages are classified with the set's previous version
+whose vectors are at hand (their result says which version it was) until the new one is ready.
 
-- messages of that label set are classified with the set's previous version, the newest one whose
-  vectors are at hand (their result says which version it was), until the new one is ready;
-- a set with no earlier version at hand (its first version) has its messages wait, unacknowledged,
-  and come back to the batcher every few seconds; every other message goes on at once.
+A set's first version has no previous one: it is built inside the batch, as a small one is (the caps on a
+document's texts, LABELWISE_MAX_LABEL_SET_TEXTS, bound that). Messages are never held back waiting for a
+build: held messages filled the consumer's prefetch, and every other tenant's messages waited behind them.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import queue
 import threading
 from collections.abc import Callable
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from labelwise.classify.classifier import Classifier
@@ -27,10 +29,12 @@ from labelwise.classify.labels import label_texts
 from labelwise.classify.stored import StoredEncoder
 from labelwise.labelset import LabelSetDocument
 from labelwise.models import embeddings
+from labelwise.models.tables import LabelSetVersion
 from labelwise.pipeline.traffic import document_loader
 
 log = logging.getLogger(__name__)
 INLINE_TEXTS = 256  # a version needing at most this many new embeddings is built inside the batch
+PREVIOUS_LOOKBACK = 3  # earlier versions looked at for one that is ready
 Ref = tuple[int, int, int, int]  # (version row id, version number, label set id, messages seen)
 
 
@@ -46,19 +50,36 @@ class LabelReadiness:
         self._queue: queue.SimpleQueue[int] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
 
-    def route(self, ref: Ref) -> Ref | None:
-        """The version to score a message of ``ref``'s set with now: ``ref`` itself when its vectors
-        are at hand or cheap to build, else the version this set's messages last used (a build of
-        ``ref`` is started), else None: the message waits."""
-        version_id, _, label_set_id, seen = ref
+    def route(self, ref: Ref) -> Ref:
+        """The version to score a message of ``ref``'s set with now: ``ref`` itself when its vectors are at
+        hand or cheap to build (or when the set has no earlier version ready: it is built inline), else the
+        set's newest earlier version that is ready, while ``ref`` is built in the background."""
+        version_id, number, label_set_id, seen = ref
         if self._ready(version_id):
             with self._lock:
-                self._latest[label_set_id] = ref  # the version this set's messages last used
+                if number >= self._latest.get(label_set_id, (0, 0))[1]:
+                    self._latest[label_set_id] = ref  # the newest version of this set ready here
             return ref
+        previous = self._previous(label_set_id, number)
+        if previous is None:
+            return ref  # a first version: built inside the batch
         self._schedule(version_id)
+        return (previous[0], previous[1], label_set_id, seen)
+
+    def _previous(self, label_set_id: int, number: int) -> tuple[int, int] | None:
+        """(version id, number) of the newest earlier version of the set whose vectors are at hand."""
         with self._lock:
-            previous = self._latest.get(label_set_id)
-        return (previous[0], previous[1], label_set_id, seen) if previous is not None else None
+            latest = self._latest.get(label_set_id)
+        if latest is not None and latest[1] < number:
+            return latest[0], latest[1]
+        with self.sessions() as session:
+            earlier = session.execute(
+                select(LabelSetVersion.id, LabelSetVersion.version)
+                .where(LabelSetVersion.label_set_id == label_set_id, LabelSetVersion.version < number)
+                .order_by(LabelSetVersion.version.desc())
+                .limit(PREVIOUS_LOOKBACK)
+            ).all()
+        return next(((row.id, row.version) for row in earlier if self._ready(row.id)), None)
 
     def _ready(self, version_id: int) -> bool:
         if self.classifier.cache.latest(version_id, self.classifier.model_id) is not None:

@@ -22,11 +22,11 @@ from labelwise.classify.classifier import Classifier
 from labelwise.classify.labels import LabelIndex
 from labelwise.classify.scoring import Scored, score
 from labelwise.classify.stored import StoredEncoder
-from labelwise.errors import NotReadyError, RetryableError
+from labelwise.errors import RetryableError
 from labelwise.messages import MAX_METADATA_BYTES
 from labelwise.models import jobs
 from labelwise.pipeline import claiming
-from labelwise.pipeline.claiming import DEFAULT_MAX_ATTEMPTS, Claimed, Conflict, Limits, Message, Ref, Waiting
+from labelwise.pipeline.claiming import DEFAULT_MAX_ATTEMPTS, Claimed, Conflict, Limits, Message, Ref
 from labelwise.pipeline.common import database_errors
 from labelwise.pipeline.storing import Classified, rows_by, store_batch
 from labelwise.pipeline.traffic import Refiner, document_loader
@@ -45,7 +45,7 @@ def classify_batch(
     max_metadata_bytes: int = MAX_METADATA_BYTES,
     max_attempts: int = DEFAULT_MAX_ATTEMPTS,
     refiner: Refiner | None = None,
-    route: Callable[[Ref], Ref | None] | None = None,
+    route: Callable[[Ref], Ref] | None = None,
 ) -> list[Classified | Exception]:
     """Classify a batch; one outcome per message, in order: its Classified (with the deliveries to publish
     after commit), or the exception its task should see (a passing outage: retry it).
@@ -111,14 +111,12 @@ def _classify(
     results: list[Classified | Exception | None] = [None] * len(messages)
     todo: dict[int, Claimed] = {}
     first_of: dict[str, int] = {}
-    job_ids = [c.job.id if isinstance(c, Claimed | Waiting) else c.id for c in claimed]
+    job_ids = [c.job.id if isinstance(c, Claimed) else c.id for c in claimed]
     for i, claim in enumerate(claimed):
         if job_ids[i] in first_of:  # the same job twice in one batch: classify it once
             continue
         first_of[job_ids[i]] = i
-        if isinstance(claim, Waiting):
-            results[i] = NotReadyError("the label set's vectors are being built")
-        elif not isinstance(claim, Claimed):
+        if not isinstance(claim, Claimed):
             results[i] = Classified(job_view(claim), finished[claim.id])
         else:
             todo[i] = claim

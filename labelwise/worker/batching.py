@@ -43,12 +43,6 @@ class Batcher(Generic[Item, Result]):
         self._queue.put((item, future))
         return future.result()
 
-    def put_later(self, item: Item, delay_s: float) -> None:
-        """``put`` the item after ``delay_s`` (a message that has to wait, without holding a batch up)."""
-        timer = threading.Timer(delay_s, self.put, args=(item,))
-        timer.daemon = True
-        timer.start()
-
     def pending(self) -> int:
         """Items waiting for a batch (approximate)."""
         return self._queue.qsize()

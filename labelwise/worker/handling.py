@@ -8,13 +8,12 @@ import datetime as dt
 import logging
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from labelwise.classify.classifier import Classifier
-from labelwise.errors import NotReadyError, RetryableError
+from labelwise.errors import RetryableError
 from labelwise.pipeline.common import backoff_s
 from labelwise.pipeline.readiness import LabelReadiness
 from labelwise.pipeline.traffic import Refiner
@@ -37,12 +36,10 @@ class BatchHandler:
         refiner: Refiner | None,
         publish_deliveries: Any,
         readiness: LabelReadiness | None = None,
-        later: Callable[[Inbound, float], None] | None = None,
     ) -> None:
         self.settings, self.sessions, self.classifier, self.refiner = settings, sessions, classifier, refiner
         self.publish_deliveries = publish_deliveries
         self.readiness = readiness
-        self.later = later  # puts a message back on the batcher after a delay
         self.stopping = threading.Event()  # set at shutdown: stop retrying, leave the rest to the broker
 
     def __call__(self, items: list[Inbound]) -> list[Classified | Exception]:
@@ -89,7 +86,6 @@ class BatchHandler:
             )
         except RetryableError as e:
             got = [e] * len(pending)
-        got = self._set_aside(items, pending, got)
         ended = [(i, o) for i, o in zip(pending, got, strict=True) if isinstance(o, Classified)]
         for i, outcome in zip(pending, got, strict=True):
             outcomes[i] = outcome
@@ -101,22 +97,7 @@ class BatchHandler:
             if log.isEnabledFor(logging.INFO):
                 for i, view in zip((i for i, _ in ended), views, strict=True):
                     _log_done(items[i], view)
-        return [i for i, o in zip(pending, got, strict=True) if not isinstance(o, Classified) and o is not _SET_ASIDE]
-
-    def _set_aside(self, items: list[Inbound], pending: list[int], got: list[Any]) -> list[Any]:
-        """Messages whose label set's vectors are being built go back to the batcher in a few seconds
-        (unacknowledged); they are not retried here, which would hold up everyone else's."""
-        out = []
-        for i, outcome in zip(pending, got, strict=True):
-            if isinstance(outcome, NotReadyError) and self.later is not None:
-                self.later(items[i], NOT_READY_WAIT_S)
-                outcome = _SET_ASIDE
-            out.append(outcome)
-        return out
-
-
-NOT_READY_WAIT_S = 2.0
-_SET_ASIDE = NotReadyError("set aside: back on the batcher in a moment")  # neither acknowledged nor retried
+        return [i for i, o in zip(pending, got, strict=True) if not isinstance(o, Classified)]
 
 
 def _log_done(item: Inbound, view: dict[str, Any]) -> None:

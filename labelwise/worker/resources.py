@@ -144,7 +144,6 @@ def build_resources(settings: Settings, publisher: Publisher) -> Resources:
         readiness=LabelReadiness(sessions, classifier),
     )
     batcher: Batcher[Inbound, Classified] = Batcher(handler, max_batch=settings.batch_size)
-    handler.later = batcher.put_later
     FEED.batcher = batcher
     return Resources(
         engine=engine,
