@@ -176,6 +176,12 @@ class Settings(BaseSettings):
         2.0, gt=0, description="First retry delay; doubling per attempt (with jitter), up to the cap."
     )
     delivery_backoff_max_s: float = Field(3600.0, gt=0, description="Cap of the delay between delivery attempts.")
+    max_hook_body_bytes: int = Field(
+        262_144,
+        ge=1_024,
+        description="Largest body of an inbound platform webhook (/hooks/...); larger: 413 before the "
+        "signature is checked, so an unsigned request costs at most this much work.",
+    )
     inbound_tolerance_s: int = Field(300, ge=1, description="How old a signed inbound webhook may be.")
     max_response_bytes: int = Field(
         65_536, ge=1_024, description="Most bytes of an outbound response's body that a delivery reads."

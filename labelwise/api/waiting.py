@@ -92,7 +92,7 @@ async def preview_and_wait(
         try:
             await run_in_threadpool(enqueue_preview, st.celery, preview_id, queue=st.settings.queue)
         except Exception as e:
-            raise BrokerUnavailableError(f"could not enqueue the preview: {e}") from e
+            raise BrokerUnavailableError(f"could not enqueue the preview ({type(e).__name__})") from e
         await wait_until(
             lambda: previewing.preview_finished(st.sessions, preview_id), timeout_s=st.settings.preview_timeout_s
         )

@@ -189,7 +189,7 @@ def create_evaluation(
     try:
         enqueue_evaluation(st.celery, view["evaluation_id"], queue=st.settings.queue)
     except Exception as e:
-        raise BrokerUnavailableError(f"could not enqueue the evaluation: {e}") from e
+        raise BrokerUnavailableError(f"could not enqueue the evaluation ({type(e).__name__})") from e
     response.headers["Location"] = f"/v1/evaluations/{view['evaluation_id']}"
     return view
 
