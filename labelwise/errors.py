@@ -6,6 +6,7 @@
     ├── InvalidInputError          bad input from a caller; ``field`` names the culprit
     │   └── InvalidDocumentError   a label-set document fails validation (``errors`` lists each)
     ├── UnauthorizedError          an inbound webhook's signature or timestamp does not check out
+    ├── ConfigurationError         settings that must not run (e.g. no LABELWISE_SECRET_KEY beside PostgreSQL)
     ├── DeliveryError              sending a result to an integration failed
     │   ├── RetryableDeliveryError     try again (5xx, 408, 409, 429, timeout); ``retry_after_s`` from the peer
     │   └── PermanentDeliveryError     do not (other 4xx, refused address, redirect, bad config)
@@ -74,6 +75,10 @@ class BrokerUnavailableError(RetryableError):
 
 class UnauthorizedError(LabelwiseError):
     code = "unauthorized"
+
+
+class ConfigurationError(LabelwiseError):
+    code = "configuration"
 
 
 class DeliveryError(LabelwiseError):

@@ -163,7 +163,9 @@ class Settings(BaseSettings):
     secret_key: SecretStr | None = Field(
         None,
         description="Fernet key(s) encrypting integration secrets at rest, comma-separated: the first "
-        "encrypts, all decrypt (rotation). Unset: a key file is made under HOME on first use.",
+        "encrypts, all decrypt (rotation: 'new,old', then `labelwise secret-key rekey`, then 'new'). Required "
+        "with a PostgreSQL database or a Redis/RabbitMQ broker (`labelwise api` and `labelwise worker` refuse "
+        "to start without it); unset on the embedded defaults: a key file is made under HOME on first use.",
     )
     outbound_allow: str = Field(
         "",
@@ -207,6 +209,13 @@ class Settings(BaseSettings):
         if self.broker_url:
             return self.broker_url
         return f"sqla+sqlite:///{(self.home / 'broker.sqlite').resolve()}"
+
+    def shares_services(self) -> bool:
+        """Whether a database or broker other than the embedded SQLite files is set (several hosts may
+        then run API and workers against them, so they must share one LABELWISE_SECRET_KEY)."""
+        database = (self.database_url or "sqlite").startswith("sqlite")
+        broker = (self.broker_url or "sqla+sqlite").startswith(("sqla+sqlite", "sqlite"))
+        return not (database and broker)
 
     def ensure_home(self) -> None:
         """Create HOME when an embedded default lives there."""

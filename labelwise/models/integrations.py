@@ -33,6 +33,11 @@ def by_inbound_key(session: Session, key: str) -> Integration | None:
     return session.scalar(select(Integration).where(Integration.inbound_key == key))
 
 
+def all_integrations(session: Session) -> list[Integration]:
+    """Every tenant's integrations (for re-encrypting their secrets)."""
+    return list(session.scalars(select(Integration).order_by(Integration.id)))
+
+
 def of_kind(session: Session, kind: str) -> list[Integration]:
     return list(session.scalars(select(Integration).where(Integration.kind == kind).order_by(Integration.id)))
 

@@ -31,6 +31,7 @@ from labelwise.pipeline.integrating import (  # noqa: F401 - the public surface
     delete_integration,
     get_integration,
     list_integrations,
+    rekey_integrations,
 )
 from labelwise.pipeline.labelling import (  # noqa: F401 - the public surface
     apply_label_set,

@@ -51,6 +51,15 @@ def apply_integration(session: Session, box: SecretBox, *, tenant_id: int, data:
     return integration_view(row, secret_names=sorted(secrets.model_dump(exclude_none=True))), created
 
 
+def rekey_integrations(session: Session, box: SecretBox) -> int:
+    """Re-encrypt every integration's secrets with the box's first key; how many. Raises LabelwiseError
+    (nothing changed, the caller's transaction rolls back) when one cannot be opened with any key."""
+    rows = integrations.all_integrations(session)
+    for row in rows:
+        row.secrets = box.rotate(row.secrets)
+    return len(rows)
+
+
 def integration_view(row: Integration, *, secret_names: list[str] | None = None) -> dict[str, Any]:
     """Everything about an integration except its secrets' values."""
     return {
