@@ -146,6 +146,12 @@ class Settings(BaseSettings):
     sync_timeout_s: float = Field(
         10.0, gt=0, description="How long POST /v1/classify waits for the worker before answering 202."
     )
+    sync_max_waits: int = Field(
+        8,
+        ge=1,
+        description="POST /v1/classify calls one tenant may have waiting at once, per API process (429 with "
+        "Retry-After above; the waits hold no thread, so other tenants' requests are not slowed).",
+    )
     preview_timeout_s: float = Field(
         10.0, gt=0, description="How long POST /v1/preview and the console's live preview wait for the worker."
     )

@@ -30,6 +30,11 @@ def get_job(session: Session, job_id: str, *, tenant_id: int | None = None) -> J
     return job
 
 
+def job_status(session: Session, job_id: str) -> str | None:
+    """Only the job's status (a cheap poll), or None when there is no such job."""
+    return session.scalar(select(Job.status).where(Job.id == job_id))
+
+
 def find_job(session: Session, job_id: str) -> Job | None:
     return session.get(Job, job_id)
 

@@ -9,6 +9,7 @@ from labelwise.pipeline.classifying import (  # noqa: F401 - the public surface
     decode_cursor,
     encode_cursor,
     get_job,
+    job_finished,
     list_jobs,
     new_job_id,
     submit_and_enqueue,

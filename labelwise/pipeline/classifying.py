@@ -134,6 +134,12 @@ def wait_for_job(
         time.sleep(poll_s)
 
 
+def job_finished(sessions: sessionmaker[Session], job_id: str) -> bool:
+    """Whether the job is done or failed (or gone): one indexed read of its status."""
+    with database_errors(), sessions() as session:
+        return jobs.job_status(session, job_id) in ("done", "failed", None)
+
+
 def job_fields(msg: ClassifyMessage) -> dict[str, Any]:
     return {
         "tenant_name": msg.tenant,
