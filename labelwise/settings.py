@@ -140,6 +140,22 @@ class Settings(BaseSettings):
     )
     max_labels: int = Field(1_000, ge=1, description="Most labels a label set may have.")
     max_body_bytes: int = Field(1_048_576, ge=1_024, description="Largest HTTP request body; larger: 413.")
+    max_page_bytes: int = Field(
+        1_048_576,
+        ge=1_024,
+        description="GET /v1/jobs: a page ends before its jobs pass this many bytes of JSON (at least one "
+        "job; next_cursor continues), so large metadata never builds a huge response.",
+    )
+    metrics_token: SecretStr | None = Field(
+        None,
+        description="When set, the API's GET /metrics needs `Authorization: Bearer <this>` (401 otherwise).",
+    )
+    metrics_cache_s: float = Field(
+        10.0,
+        ge=0,
+        description="The API's /metrics counts jobs and deliveries per status at most once per this many "
+        "seconds (scrapes in between reuse the counts).",
+    )
     rate_limit_per_min: int = Field(
         0, ge=0, description="Requests per minute per tenant on /v1 (per API process); 0: no limit."
     )

@@ -118,10 +118,17 @@ def list_jobs(
     st: State = Depends(state),
     who: Caller = Depends(caller),
 ) -> dict[str, Any]:
-    """The tenant's jobs, newest first, a page at a time."""
+    """The tenant's jobs, newest first, a page at a time. A page also ends before it passes
+    `LABELWISE_MAX_PAGE_BYTES` of JSON (at least one job); `next_cursor` continues from there."""
     with st.sessions() as session:
         views, next_cursor = pipeline.list_jobs(
-            session, tenant_id=who.tenant_id, status=status, label_set=label_set, limit=limit, cursor=cursor
+            session,
+            tenant_id=who.tenant_id,
+            status=status,
+            label_set=label_set,
+            limit=limit,
+            cursor=cursor,
+            max_bytes=st.settings.max_page_bytes,
         )
     return {"jobs": views, "next_cursor": next_cursor}
 
