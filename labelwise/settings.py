@@ -139,6 +139,15 @@ class Settings(BaseSettings):
         "histogram (one series per tenant and set). Off: no tenant names in metrics.",
     )
     max_labels: int = Field(1_000, ge=1, description="Most labels a label set may have.")
+    max_label_set_texts: int = Field(
+        5_000,
+        ge=1,
+        description="Most texts one label-set document gives the worker to embed (one per label plus one per "
+        "example); more: 422.",
+    )
+    max_label_set_chars: int = Field(
+        500_000, ge=1, description="Most characters in a label-set document's names, descriptions and examples."
+    )
     max_body_bytes: int = Field(1_048_576, ge=1_024, description="Largest HTTP request body; larger: 413.")
     max_page_bytes: int = Field(
         1_048_576,

@@ -85,3 +85,12 @@ def test_503_bodies_carry_no_driver_message(tmp_path: Path) -> None:
         assert r.status_code == 503, (r.status_code, r.text)
         for secret in ("secretuser", "hunter2", "secretdb", "127.0.0.1", ":9", "psycopg", "connection"):
             assert secret not in r.text, (secret, r.text)
+
+
+def test_a_label_set_too_big_to_embed_is_422_naming_the_cap(client: TestClient) -> None:
+    h = new_tenant(client)
+    labels = [{"name": f"l{i}", "examples": ["x" * 1_990 + f" {i} {j}" for j in range(100)]} for i in range(3)]
+    r = client.put("/v1/label-sets/big", json={"labels": labels}, headers=h)
+    assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_label_set"
+    assert r.json()["error"]["fields"][0]["field"] == "body.labels" and "500000" in r.text
+    assert client.get("/v1/label-sets/big", headers=h).status_code == 404

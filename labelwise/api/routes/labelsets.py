@@ -11,7 +11,7 @@ from labelwise.api.deps import Caller, State, caller, state
 from labelwise.api.errors import responses
 from labelwise.api.schemas import LabelSetIn, LabelSetSummary, RollbackIn, VersionOut
 from labelwise.errors import InvalidDocumentError, InvalidInputError
-from labelwise.labelset import parse_document
+from labelwise.labelset import document_limits, parse_document
 
 router = APIRouter(prefix="/v1/label-sets", tags=["label sets"])
 Name = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", description="Label-set name.")]
@@ -58,7 +58,7 @@ def put_label_set(
             errors=[{"field": "body.name", "message": "must equal the name in the path"}],
         )
     try:
-        doc = parse_document({**body.model_dump(mode="json"), "name": name}, max_labels=st.settings.max_labels)
+        doc = parse_document({**body.model_dump(mode="json"), "name": name}, **document_limits(st.settings))
     except InvalidDocumentError as e:
         fields = [{**x, "field": f"body.{x['field']}"} for x in e.errors]
         raise InvalidDocumentError(e.message, errors=fields) from e
