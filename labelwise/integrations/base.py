@@ -193,7 +193,7 @@ def send_capped(client: httpx.Client, request: httpx.Request, *, max_bytes: int)
 
 def check_hmac(expected: bytes, given: str) -> None:
     """Constant-time comparison; raises UnauthorizedError on mismatch."""
-    if not hmac.compare_digest(expected, given.encode()):
+    if not hmac.compare_digest(expected, given.encode("utf-8", "replace")):
         raise UnauthorizedError("signature does not match")
 
 

@@ -50,10 +50,7 @@ def receive_event(
             raise NotFoundError("this event's app and workspace are not this integration's")
         tenant, name, label_set = row.tenant_id, row.name, row.label_set
         config = adapter.settings_model.model_validate(row.config)
-    try:
-        inbound = adapter.parse(body, config)
-    except (ValueError, KeyError, TypeError, AttributeError) as e:
-        raise InvalidInputError(f"malformed {kind} event: {type(e).__name__}") from e
+    inbound = parse_verified(adapter, body, config, kind=kind)
     if inbound.answer is not None:
         return inbound.answer
     if inbound.ignored is not None or inbound.event_id is None:
@@ -101,10 +98,25 @@ def _verify(
     except (LabelwiseError, ValidationError) as e:  # a rotated-away key, a damaged row: refused, not a 500
         log.error("integration %s: its secrets cannot be read: %s", row.public_id, e)
         raise UnauthorizedError("this integration cannot check signatures: its stored secrets cannot be read") from e
+    check_signature(adapter, secrets, headers, body, now_s=now_s, tolerance_s=tolerance_s)
+
+
+def check_signature(
+    adapter: Any, secrets: Any, headers: Mapping[str, str], body: bytes, *, now_s: float, tolerance_s: int
+) -> None:
+    """The platform's signature check; raises UnauthorizedError only."""
     try:
         adapter.verify(headers, body, secrets, now_s, tolerance_s)
     except InvalidInputError as e:  # missing or malformed signature headers, no signing secret
         raise UnauthorizedError(e.message) from e
+
+
+def parse_verified(adapter: Any, body: bytes, config: Any, *, kind: str) -> Inbound:
+    """A verified body as an Inbound; raises InvalidInputError only, whatever the body holds."""
+    try:
+        return adapter.parse(body, config)
+    except (ValueError, KeyError, TypeError, AttributeError, IndexError, RecursionError) as e:
+        raise InvalidInputError(f"malformed {kind} event: {type(e).__name__}") from e
 
 
 def _enqueue(

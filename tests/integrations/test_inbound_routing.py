@@ -204,3 +204,29 @@ def test_a_malformed_zendesk_timestamp_is_401_not_500(client: TestClient, stamp:
     headers = {"X-Zendesk-Webhook-Signature-Timestamp": stamp, "X-Zendesk-Webhook-Signature": sig}
     r = client.post(url, content=body, headers=headers)
     assert r.status_code == 401 and r.json()["error"]["code"] == "unauthorized"
+
+
+def test_a_signed_jira_event_nested_too_deep_is_400_not_500(client: TestClient) -> None:
+    """Atlassian Document Format is walked recursively: a hostile depth ends as a 400, not a RecursionError."""
+    a = new_tenant(client)
+    r = client.put(
+        "/v1/integrations/jira",
+        json={
+            "kind": "jira",
+            "label_set": "tiny",
+            "settings": {"base_url": "https://acme.atlassian.net", "email": "a@b.c"},
+            "secrets": {"api_token": "t", "webhook_secret": "jws"},
+        },
+        headers=a,
+    )
+    depth = 700  # json.loads reads it; walking it recursively overflows the interpreter's stack
+    node = '{"type": "paragraph", "content": [' * depth + '{"type": "text", "text": "deep"}' + "]}" * depth
+    body = (
+        '{"webhookEvent": "jira:issue_created", "issue": {"key": "S-1", "fields": {"summary": "s", "description": '
+        + node
+        + "}}}"
+    ).encode()
+    digest = hmac.new(b"jws", body, hashlib.sha256).hexdigest()
+    answer = client.post(r.json()["hook_path"], content=body, headers={"X-Hub-Signature": f"sha256={digest}"})
+    assert answer.status_code == 400 and answer.json()["error"]["code"] == "bad_request", answer.text
+    assert job_count(client, a) == 0
