@@ -73,7 +73,17 @@ def test_fuzz_target_runs_without_an_uncaught_exception(target: str, tmp_path: P
         (corpus / f"seed{i}").write_bytes(seed)
     started = time.monotonic()
     proc = subprocess.run(
-        [sys.executable, "-m", "tests.fuzz.run", target, f"-runs={RUNS}", "-max_len=8192", "-seed=1", str(corpus)],
+        [
+            sys.executable,
+            "-m",
+            "tests.fuzz.run",
+            target,
+            f"-runs={RUNS}",
+            "-max_len=8192",
+            "-seed=1",
+            f"-artifact_prefix={tmp_path}/",
+            str(corpus),
+        ],  # fmt: skip
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -16,6 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 from sqlalchemy.orm import Session, sessionmaker
 
 from labelwise import pipeline
+from labelwise.api import errors
 from labelwise.api.deps import State, state
 from labelwise.api.errors import ApiError
 
@@ -60,7 +61,10 @@ class Metrics:
     "/metrics",
     response_class=Response,
     summary="Prometheus metrics",
-    responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format."}},
+    responses={
+        200: {"content": {"text/plain": {}}, "description": "Prometheus text format."},
+        **errors.responses(401),
+    },
 )
 def metrics(
     request: Request,
