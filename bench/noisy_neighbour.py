@@ -175,7 +175,9 @@ class FloodB:
 
     def start(self, tenant_name: str) -> None:
         self.tenant_name = tenant_name
-        self.threads = [threading.Thread(target=self._flood), threading.Thread(target=self._edit_sets)]
+        self.threads = [threading.Thread(target=self._flood)]
+        if self.edit_every_s > 0:
+            self.threads.append(threading.Thread(target=self._edit_sets))
         self.threads += [threading.Thread(target=self._wait_classify) for _ in range(50)]
         for t in self.threads:
             t.start()
@@ -218,8 +220,8 @@ class FloodB:
             while not self.stop.is_set():
                 r = client.post("/v1/classify", json={"label_set": "tiny", "text": "where is my invoice"})
                 self.stats[f"classify_{r.status_code}"] += 1
-                if r.status_code == 429:
-                    self.stop.wait(0.2)
+                if r.status_code == 429:  # a client that honours Retry-After
+                    self.stop.wait(float(r.headers.get("Retry-After", "1")))
 
 
 class RssSampler(threading.Thread):
@@ -319,7 +321,9 @@ def main() -> None:
     parser.add_argument(
         "--calibrate", type=int, default=None, help="messages timed for the worker's rate (200; --short 100)"
     )
-    parser.add_argument("--edit-every-s", type=float, default=10.0, help="B's new version of the huge set (10 s)")
+    parser.add_argument(
+        "--edit-every-s", type=float, default=10.0, help="B's new version of the huge set (10 s; 0: never)"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     args = parser.parse_args()
     args.seconds = args.seconds or (10.0 if args.short else 30.0)
