@@ -96,7 +96,10 @@ def test_feedback_beside_an_admin_edit_keeps_the_admins_version(client: TestClie
     if put.status_code == 201:  # the admin's edit came first: the feedback was written on top of it
         assert doc["labels"][0]["description"] == "Money matters."
     else:  # the feedback came first: the admin, editing version 1, is told so and nothing is lost
-        assert put.json()["error"]["code"] == "version_conflict" and "version 2" in put.json()["error"]["message"]
+        assert (
+            put.json()["error"]["code"] == "version_conflict"
+            and "current version is 2" in put.json()["error"]["message"]
+        )
 
 
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
