@@ -3,9 +3,11 @@
     LabelwiseError                 base of everything we raise on purpose
     ├── NotFoundError              a tenant, label set, version or job does not exist (for this tenant)
     ├── ConflictError              the request contradicts what is stored (e.g. key reused)
+    │   └── VersionConflictError   a compare-and-set found another current version (If-Match)
     ├── InvalidInputError          bad input from a caller; ``field`` names the culprit
     │   └── InvalidDocumentError   a label-set document fails validation (``errors`` lists each)
     ├── UnauthorizedError          an inbound webhook's signature or timestamp does not check out
+    ├── ConfigurationError         settings that must not run (e.g. no LABELWISE_SECRET_KEY beside PostgreSQL)
     ├── DeliveryError              sending a result to an integration failed
     │   ├── RetryableDeliveryError     try again (5xx, 408, 409, 429, timeout); ``retry_after_s`` from the peer
     │   └── PermanentDeliveryError     do not (other 4xx, refused address, redirect, bad config)
@@ -38,6 +40,14 @@ class NotFoundError(LabelwiseError):
 
 class ConflictError(LabelwiseError):
     code = "conflict"
+
+
+class VersionConflictError(ConflictError):
+    code = "version_conflict"
+
+    def __init__(self, message: str, *, current_version: int | None = None) -> None:
+        super().__init__(message)
+        self.current_version = current_version
 
 
 class InvalidInputError(LabelwiseError):
@@ -74,6 +84,10 @@ class BrokerUnavailableError(RetryableError):
 
 class UnauthorizedError(LabelwiseError):
     code = "unauthorized"
+
+
+class ConfigurationError(LabelwiseError):
+    code = "configuration"
 
 
 class DeliveryError(LabelwiseError):

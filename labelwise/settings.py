@@ -139,12 +139,43 @@ class Settings(BaseSettings):
         "histogram (one series per tenant and set). Off: no tenant names in metrics.",
     )
     max_labels: int = Field(1_000, ge=1, description="Most labels a label set may have.")
+    max_label_set_texts: int = Field(
+        5_000,
+        ge=1,
+        description="Most texts one label-set document gives the worker to embed (one per label plus one per "
+        "example); more: 422.",
+    )
+    max_label_set_chars: int = Field(
+        500_000, ge=1, description="Most characters in a label-set document's names, descriptions and examples."
+    )
     max_body_bytes: int = Field(1_048_576, ge=1_024, description="Largest HTTP request body; larger: 413.")
+    max_page_bytes: int = Field(
+        1_048_576,
+        ge=1_024,
+        description="GET /v1/jobs: a page ends before its jobs pass this many bytes of JSON (at least one "
+        "job; next_cursor continues), so large metadata never builds a huge response.",
+    )
+    metrics_token: SecretStr | None = Field(
+        None,
+        description="When set, the API's GET /metrics needs `Authorization: Bearer <this>` (401 otherwise).",
+    )
+    metrics_cache_s: float = Field(
+        10.0,
+        ge=0,
+        description="The API's /metrics counts jobs and deliveries per status at most once per this many "
+        "seconds (scrapes in between reuse the counts).",
+    )
     rate_limit_per_min: int = Field(
         0, ge=0, description="Requests per minute per tenant on /v1 (per API process); 0: no limit."
     )
     sync_timeout_s: float = Field(
         10.0, gt=0, description="How long POST /v1/classify waits for the worker before answering 202."
+    )
+    sync_max_waits: int = Field(
+        8,
+        ge=1,
+        description="POST /v1/classify calls one tenant may have waiting at once, per API process (429 with "
+        "Retry-After above; the waits hold no thread, so other tenants' requests are not slowed).",
     )
     preview_timeout_s: float = Field(
         10.0, gt=0, description="How long POST /v1/preview and the console's live preview wait for the worker."
@@ -163,7 +194,9 @@ class Settings(BaseSettings):
     secret_key: SecretStr | None = Field(
         None,
         description="Fernet key(s) encrypting integration secrets at rest, comma-separated: the first "
-        "encrypts, all decrypt (rotation). Unset: a key file is made under HOME on first use.",
+        "encrypts, all decrypt (rotation: 'new,old', then `labelwise secret-key rekey`, then 'new'). Required "
+        "with a PostgreSQL database or a Redis/RabbitMQ broker (`labelwise api` and `labelwise worker` refuse "
+        "to start without it); unset on the embedded defaults: a key file is made under HOME on first use.",
     )
     outbound_allow: str = Field(
         "",
@@ -176,6 +209,12 @@ class Settings(BaseSettings):
         2.0, gt=0, description="First retry delay; doubling per attempt (with jitter), up to the cap."
     )
     delivery_backoff_max_s: float = Field(3600.0, gt=0, description="Cap of the delay between delivery attempts.")
+    max_hook_body_bytes: int = Field(
+        262_144,
+        ge=1_024,
+        description="Largest body of an inbound platform webhook (/hooks/...); larger: 413 before the "
+        "signature is checked, so an unsigned request costs at most this much work.",
+    )
     inbound_tolerance_s: int = Field(300, ge=1, description="How old a signed inbound webhook may be.")
     max_response_bytes: int = Field(
         65_536, ge=1_024, description="Most bytes of an outbound response's body that a delivery reads."
@@ -203,6 +242,13 @@ class Settings(BaseSettings):
         if self.broker_url:
             return self.broker_url
         return f"sqla+sqlite:///{(self.home / 'broker.sqlite').resolve()}"
+
+    def shares_services(self) -> bool:
+        """Whether a database or broker other than the embedded SQLite files is set (several hosts may
+        then run API and workers against them, so they must share one LABELWISE_SECRET_KEY)."""
+        database = (self.database_url or "sqlite").startswith("sqlite")
+        broker = (self.broker_url or "sqla+sqlite").startswith(("sqla+sqlite", "sqlite"))
+        return not (database and broker)
 
     def ensure_home(self) -> None:
         """Create HOME when an embedded default lives there."""

@@ -21,10 +21,15 @@ def main() -> None:
     with one line saying what is wrong and what to run (with ``--json``, a JSON error on stdout)."""
     from sqlalchemy.exc import DBAPIError
 
-    from labelwise.errors import DatabaseUnavailableError
+    from labelwise.errors import ConfigurationError, DatabaseUnavailableError
 
     try:
         app()
+    except ConfigurationError as e:
+        if "--json" in sys.argv[1:]:
+            print(json.dumps({"error": {"code": e.code, "message": e.message}}))
+        print(f"error: {e.message}", file=sys.stderr)
+        sys.exit(2)
     except (DBAPIError, DatabaseUnavailableError) as e:
         code, message = database_problem(e, Settings())
         if "--json" in sys.argv[1:]:

@@ -6,7 +6,9 @@ Retryable/PermanentDeliveryError. ``send_steps`` sends them through an injected 
 skipping steps an earlier attempt completed, so a retry never posts the same reply twice.
 
 Inbound: ``verify(headers, body, secrets, now_s)`` checks the platform's signature before anything is
-parsed; ``parse(body, config)`` turns a verified event into an ``Inbound``.
+parsed; ``parse(body, config)`` turns a verified event into an ``Inbound``. A hook without the
+integration's id in its URL is routed by ``route_key(body)`` to the one integration whose
+``inbound_key(config)`` it equals, and only that integration's secret is tried.
 """
 
 from __future__ import annotations
@@ -69,6 +71,25 @@ class Adapter(Protocol):
     ) -> None: ...
 
     def parse(self, body: bytes, config: BaseModel) -> Inbound: ...
+
+    def inbound_key(self, config: BaseModel) -> str | None:
+        """The key that routes hooks without an integration id to this integration (None: such routing off)."""
+        ...
+
+    def route_key(self, body: bytes) -> str | None:
+        """The routing key an unverified event names (only looked up, never trusted: the signature of the
+        integration it leads to is checked next); None when it names none."""
+        ...
+
+
+class NoRouting:
+    """For adapters whose hooks always carry the integration's id in their URL."""
+
+    def inbound_key(self, config: BaseModel) -> str | None:
+        return None
+
+    def route_key(self, body: bytes) -> str | None:
+        return None
 
 
 def json_request(method: str, url: str, body: dict[str, Any], auth: httpx.Auth | None = None) -> httpx.Request:
@@ -172,7 +193,7 @@ def send_capped(client: httpx.Client, request: httpx.Request, *, max_bytes: int)
 
 def check_hmac(expected: bytes, given: str) -> None:
     """Constant-time comparison; raises UnauthorizedError on mismatch."""
-    if not hmac.compare_digest(expected, given.encode()):
+    if not hmac.compare_digest(expected, given.encode("utf-8", "replace")):
         raise UnauthorizedError("signature does not match")
 
 

@@ -12,7 +12,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from labelwise.errors import InvalidInputError
-from labelwise.integrations.base import Inbound, Payload, Step, check_hmac, header, json_request
+from labelwise.integrations.base import Inbound, NoRouting, Payload, Step, check_hmac, header, json_request
 from labelwise.integrations.slack import summary
 
 
@@ -40,7 +40,7 @@ def jira_label(name: str) -> str:
     return "-".join(name.split())
 
 
-class JiraAdapter:
+class JiraAdapter(NoRouting):
     kind = "jira"
     settings_model = Settings
     secrets_model = Secrets

@@ -14,7 +14,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from labelwise.errors import InvalidInputError
-from labelwise.integrations.base import Inbound, Payload, Step, check_fresh, check_hmac, header, json_request
+from labelwise.integrations.base import Inbound, NoRouting, Payload, Step, check_fresh, check_hmac, header, json_request
 from labelwise.integrations.slack import summary
 
 
@@ -42,7 +42,7 @@ def zendesk_tag(name: str) -> str:
     return "_".join(name.lower().split())
 
 
-class ZendeskAdapter:
+class ZendeskAdapter(NoRouting):
     kind = "zendesk"
     settings_model = Settings
     secrets_model = Secrets
@@ -68,9 +68,12 @@ class ZendeskAdapter:
         timestamp = header(headers, "X-Zendesk-Webhook-Signature-Timestamp")
         try:
             when = dt.datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
-        except ValueError as e:
+            if when.tzinfo is None:  # read as UTC; a naive 0001-01-01 would overflow the local-time conversion
+                when = when.replace(tzinfo=dt.UTC)
+            when_s = when.timestamp()
+        except (ValueError, OverflowError) as e:
             raise InvalidInputError("bad X-Zendesk-Webhook-Signature-Timestamp") from e
-        check_fresh(when.timestamp(), now_s, tolerance_s)
+        check_fresh(when_s, now_s, tolerance_s)
         digest = hmac.new(secrets.webhook_secret.encode(), timestamp.encode() + body, hashlib.sha256).digest()
         check_hmac(base64.b64encode(digest), header(headers, "X-Zendesk-Webhook-Signature"))
 

@@ -28,6 +28,16 @@ def by_public_id(session: Session, public_id: str) -> Integration | None:
     return session.scalar(select(Integration).where(Integration.public_id == public_id))
 
 
+def by_inbound_key(session: Session, key: str) -> Integration | None:
+    """The one integration that hooks routed by ``key`` go to (an indexed, unique column)."""
+    return session.scalar(select(Integration).where(Integration.inbound_key == key))
+
+
+def all_integrations(session: Session) -> list[Integration]:
+    """Every tenant's integrations (for re-encrypting their secrets)."""
+    return list(session.scalars(select(Integration).order_by(Integration.id)))
+
+
 def of_kind(session: Session, kind: str) -> list[Integration]:
     return list(session.scalars(select(Integration).where(Integration.kind == kind).order_by(Integration.id)))
 

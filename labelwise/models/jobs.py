@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+from collections.abc import Iterator
 from typing import Any
 
 from sqlalchemy import bindparam, func, insert, or_, select, update
@@ -28,6 +29,11 @@ def get_job(session: Session, job_id: str, *, tenant_id: int | None = None) -> J
     if job is None or (tenant_id is not None and job.tenant_id != tenant_id):
         raise NotFoundError(f"unknown job {job_id!r}")
     return job
+
+
+def job_status(session: Session, job_id: str) -> str | None:
+    """Only the job's status (a cheap poll), or None when there is no such job."""
+    return session.scalar(select(Job.status).where(Job.id == job_id))
 
 
 def find_job(session: Session, job_id: str) -> Job | None:
@@ -129,6 +135,20 @@ def list_jobs(
     limit: int = 50,
 ) -> list[Job]:
     """Newest first; ``before`` is the (created_at, id) of the last row of the previous page."""
+    return list(iter_jobs(session, tenant_id=tenant_id, status=status, label_set=label_set, before=before, limit=limit))
+
+
+def iter_jobs(
+    session: Session,
+    *,
+    tenant_id: int | None = None,
+    status: str | None = None,
+    label_set: str | None = None,
+    before: tuple[dt.datetime, str] | None = None,
+    limit: int = 50,
+    chunk: int = 50,
+) -> Iterator[Job]:
+    """As list_jobs, fetched ``chunk`` rows at a time (a caller that stops early loads no more)."""
     query = select(Job).order_by(Job.created_at.desc(), Job.id.desc()).limit(limit)
     if tenant_id is not None:
         query = query.where(Job.tenant_id == tenant_id)
@@ -139,7 +159,7 @@ def list_jobs(
     if before is not None:
         created_at, job_id = before
         query = query.where((Job.created_at < created_at) | ((Job.created_at == created_at) & (Job.id < job_id)))
-    return list(session.scalars(query))
+    return iter(session.scalars(query.execution_options(yield_per=chunk)))
 
 
 def count_by_status(session: Session) -> dict[str, int]:

@@ -173,7 +173,10 @@ class Integration(Base):
     """A tenant's named connection to a platform; ``public_id`` goes into inbound hook URLs."""
 
     __tablename__ = "integrations"
-    __table_args__ = (UniqueConstraint("tenant_id", "name"),)
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "name"),
+        Index("ix_integrations_inbound_key", "inbound_key", unique=True),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     public_id: Mapped[str] = mapped_column(String(40), unique=True)
@@ -183,6 +186,8 @@ class Integration(Base):
     label_set: Mapped[str | None] = mapped_column(String(64))
     config: Mapped[dict[str, Any]] = mapped_column(JSONType)
     secrets: Mapped[str] = mapped_column(Text)  # Fernet token of a JSON object
+    # what routes a hook without the integration's id to it (Slack: "slack:{api_app_id}:{team_id}"); unique
+    inbound_key: Mapped[str | None] = mapped_column(String(200), nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
 

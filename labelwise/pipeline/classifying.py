@@ -30,15 +30,34 @@ def get_job(session: Session, *, tenant_id: int, job_id: str) -> dict[str, Any]:
 
 
 def list_jobs(
-    session: Session, *, tenant_id: int, status: str | None, label_set: str | None, limit: int, cursor: str | None
+    session: Session,
+    *,
+    tenant_id: int,
+    status: str | None,
+    label_set: str | None,
+    limit: int,
+    cursor: str | None,
+    max_bytes: int | None = None,
 ) -> tuple[list[dict[str, Any]], str | None]:
-    """A page of the tenant's jobs, newest first, and the cursor of the next page (None at the end)."""
-    rows = jobs.list_jobs(
+    """A page of the tenant's jobs, newest first, and the cursor of the next page (None at the end).
+
+    With ``max_bytes`` the page also ends before the job that would take its JSON past that many bytes
+    (it always holds at least one job); the cursor then continues from there."""
+    rows = jobs.iter_jobs(
         session, tenant_id=tenant_id, status=status, label_set=label_set, before=decode_cursor(cursor), limit=limit + 1
     )
-    page = rows[:limit]
-    next_cursor = encode_cursor(page[-1]) if len(rows) > limit else None
-    return [job_view(j) for j in page], next_cursor
+    views: list[dict[str, Any]] = []
+    size, last = 0, None
+    for job in rows:
+        if len(views) == limit:
+            return views, encode_cursor(last) if last is not None else None
+        view = job_view(job)
+        size += len(json.dumps(view, default=str, ensure_ascii=False).encode())
+        if views and max_bytes is not None and size > max_bytes:
+            return views, encode_cursor(last) if last is not None else None
+        views.append(view)
+        last = job
+    return views, None
 
 
 def encode_cursor(job: Job) -> str:
@@ -132,6 +151,12 @@ def wait_for_job(
         if view["status"] in ("done", "failed") or time.monotonic() >= deadline:
             return view
         time.sleep(poll_s)
+
+
+def job_finished(sessions: sessionmaker[Session], job_id: str) -> bool:
+    """Whether the job is done or failed (or gone): one indexed read of its status."""
+    with database_errors(), sessions() as session:
+        return jobs.job_status(session, job_id) in ("done", "failed", None)
 
 
 def job_fields(msg: ClassifyMessage) -> dict[str, Any]:

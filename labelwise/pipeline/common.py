@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import random
 from collections.abc import Iterator
 from typing import Any
@@ -13,14 +14,17 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from labelwise.errors import DatabaseUnavailableError
 
+log = logging.getLogger(__name__)
+
 
 @contextlib.contextmanager
 def database_errors() -> Iterator[None]:
     """Turn a lost or locked database into DatabaseUnavailableError (retryable)."""
     try:
         yield
-    except (OperationalError, InterfaceError) as e:
-        raise DatabaseUnavailableError(f"database unavailable: {e.orig or e}") from e
+    except (OperationalError, InterfaceError) as e:  # the driver's text (host, port, user) stays in the log
+        log.warning("database unavailable: %s", e.orig or e)
+        raise DatabaseUnavailableError("database unavailable") from e
 
 
 def readiness(sessions: sessionmaker[Session], celery: Any, *, worker_within_s: float | None = None) -> dict[str, str]:

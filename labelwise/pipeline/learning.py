@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from labelwise.errors import ConflictError, InvalidInputError
+from labelwise.errors import ConflictError, InvalidInputError, NotFoundError
 from labelwise.labelset import MAX_EXAMPLE_CHARS, MAX_EXAMPLES, LabelSetDocument
 from labelwise.models import jobs, labelsets
 from labelwise.models.tables import utcnow
@@ -23,13 +23,24 @@ def record_feedback(
     job = jobs.get_job(session, job_id, tenant_id=tenant_id)
     if job.status != "done":
         raise ConflictError(f"job {job_id!r} is {job.status}; only done jobs take feedback")
-    current = labelsets.current_version(session, tenant_id=tenant_id, name=job.label_set_name)
+    # Read the document under the set's lock and write on top of exactly what was read: an edit made
+    # meanwhile is either seen here or waited for, never overwritten (compare-and-set on the version).
+    label_set = labelsets.lock_label_set(session, tenant_id=tenant_id, name=job.label_set_name)
+    if label_set.current_version is None:
+        raise NotFoundError(f"label set {job.label_set_name!r} has no version")
+    current = labelsets.get_version(
+        session, tenant_id=tenant_id, label_set_id=label_set.id, version=label_set.current_version
+    )
     doc = LabelSetDocument.model_validate(current.document)
     if label not in {x.name for x in doc.labels}:
         raise InvalidInputError(f"label {label!r} is not in label set {doc.name!r}", field="label")
     job.feedback_label, job.feedback_at = label, utcnow()
     version, created = labelsets.apply_document(
-        session, tenant_id=tenant_id, doc=with_example(doc, label, job.text), created_by=created_by
+        session,
+        tenant_id=tenant_id,
+        doc=with_example(doc, label, job.text),
+        created_by=created_by,
+        expected_version=current.version,
     )
     return {
         "job_id": job.id,

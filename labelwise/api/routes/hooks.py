@@ -1,5 +1,6 @@
 """Inbound platform webhooks. The signature is checked before the body is parsed; nothing is enqueued
-for a bad signature (401), a stale timestamp (401), an unknown integration (404) or a malformed body (400)."""
+for a bad signature (401), a stale timestamp (401), an unknown integration (404), a body over
+``max_hook_body_bytes`` (413) or a malformed body (400)."""
 
 from __future__ import annotations
 
@@ -25,7 +26,9 @@ ERRORS[400] = {"model": ERRORS[401]["model"], "description": "Malformed event."}
 
 
 async def _receive(request: Request, st: State, *, kind: str, public_id: str | None) -> JSONResponse:
-    body = await request.body()
+    body = await request.body()  # the app's BodyLimit already stopped reading past max_body_bytes
+    if len(body) > st.settings.max_hook_body_bytes:
+        return error_json(413, "body_too_large", f"webhook body over {st.settings.max_hook_body_bytes} bytes")
     headers = {k: v for k, v in request.headers.items()}
     queue = st.settings.queue
     try:
@@ -53,7 +56,8 @@ async def slack_events(
     integration: str | None = Query(
         None,
         pattern=r"^int_[A-Za-z0-9_-]{1,60}$",
-        description="The integration's id; without it every Slack integration's signing secret is tried.",
+        description="The integration's id. Without it the event is routed by its `api_app_id` and `team_id` "
+        "to the one integration whose settings name both, and checked with that integration's secret only.",
     ),
     st: State = Depends(state),
 ) -> JSONResponse:

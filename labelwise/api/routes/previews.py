@@ -14,7 +14,7 @@ from labelwise.api.schemas import LabelScore, LabelSetIn, SetName
 from labelwise.api.waiting import TooManyWaits, preview_and_wait, preview_cap
 from labelwise.errors import BrokerUnavailableError, InvalidDocumentError
 from labelwise.evaluate import Row
-from labelwise.labelset import LabelSetDocument, parse_document
+from labelwise.labelset import LabelSetDocument, document_limits, parse_document
 from labelwise.pipeline import evaluating, previewing
 from labelwise.worker.previews import enqueue_evaluation
 
@@ -103,9 +103,7 @@ def _document(body: LabelSetIn | None, name: str | None, st: State) -> LabelSetD
     if body is None:
         return None
     try:
-        return parse_document(
-            {**body.model_dump(mode="json"), "name": name or "draft"}, max_labels=st.settings.max_labels
-        )
+        return parse_document({**body.model_dump(mode="json"), "name": name or "draft"}, **document_limits(st.settings))
     except InvalidDocumentError as e:
         fields = [{**x, "field": f"body.document.{x['field']}"} for x in e.errors]
         raise InvalidDocumentError(e.message, errors=fields) from e
@@ -189,7 +187,7 @@ def create_evaluation(
     try:
         enqueue_evaluation(st.celery, view["evaluation_id"], queue=st.settings.queue)
     except Exception as e:
-        raise BrokerUnavailableError(f"could not enqueue the evaluation: {e}") from e
+        raise BrokerUnavailableError(f"could not enqueue the evaluation ({type(e).__name__})") from e
     response.headers["Location"] = f"/v1/evaluations/{view['evaluation_id']}"
     return view
 
