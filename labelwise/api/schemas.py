@@ -192,6 +192,11 @@ class FeedbackIn(BaseModel):
     label: Annotated[str, StringConstraints(min_length=1, max_length=100)] = Field(
         description="The right label; it must be in the label set's current version."
     )
+    text: Annotated[str, StringConstraints(min_length=1, max_length=20_000)] | None = Field(
+        None,
+        description="The message's text again, for a job that no longer keeps it (past the tenant's retention, "
+        "or privacy mode); it becomes the example. Without it such a job answers 409.",
+    )
 
 
 class FeedbackOut(BaseModel):
@@ -200,3 +205,10 @@ class FeedbackOut(BaseModel):
     label_set: str
     label_set_version: int = Field(description="The version that now has the job's text as an example.")
     new_version: bool = Field(description="False when the same correction was already there.")
+
+
+class TenantDeleted(BaseModel):
+    """What a tenant's deletion removed."""
+
+    tenant: str
+    deleted: dict[str, int] = Field(description="Rows deleted, per table.")

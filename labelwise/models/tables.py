@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     DateTime,
     Dialect,
     ForeignKey,
@@ -17,6 +18,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy import text as sql
 from sqlalchemy.dialects.postgresql import JSONB
@@ -56,6 +58,9 @@ class Tenant(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    retention_days: Mapped[int | None] = mapped_column(Integer)  # NULL: LABELWISE_RETENTION_DAYS
+    privacy: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())  # no text in SQL
+    purged_before: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())  # finished jobs before it: no text
 
 
 class ApiToken(Base):
@@ -130,7 +135,7 @@ class Job(Base):
     label_set_name: Mapped[str] = mapped_column(String(200))
     label_set_version_id: Mapped[int | None] = mapped_column(ForeignKey("label_set_versions.id"))
     idempotency_key: Mapped[str | None] = mapped_column(String(200))
-    text: Mapped[str] = mapped_column(Text)
+    text: Mapped[str | None] = mapped_column(Text)  # NULL: purged (retention) or never stored (privacy)
     metadata_: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSONType)
     reply_to: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     status: Mapped[str] = mapped_column(String(16), default="queued")

@@ -1,0 +1,29 @@
+"""Operator routes: a tenant's deletion, export, import, retention and privacy (LABELWISE_ADMIN_TOKEN)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path
+
+from labelwise.api.deps import State, operator, state
+from labelwise.api.errors import responses
+from labelwise.api.schemas import TenantDeleted
+from labelwise.pipeline import lifecycle
+
+router = APIRouter(prefix="/v1/admin", tags=["operator"], dependencies=[Depends(operator)])
+TenantName = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$", description="Tenant name.")]
+
+
+@router.delete(
+    "/tenants/{name}",
+    response_model=TenantDeleted,
+    responses=responses(401, 404, 422, 503),
+    summary="Delete a tenant and every row it owns",
+)
+def delete_tenant(name: TenantName, st: State = Depends(state)) -> dict[str, Any]:
+    """Removes the tenant's jobs, deliveries, inbound event ids, label sets with every version and their
+    traffic vectors, integrations, tokens, console sessions, drafts, previews and evaluations, then the
+    tenant. Irreversible; export first (`GET /v1/admin/tenants/{name}/export`) to keep a copy. Needs the
+    operator token (`LABELWISE_ADMIN_TOKEN`); a tenant's own token is refused."""
+    return lifecycle.delete_tenant(st.sessions, name)
