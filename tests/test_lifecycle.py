@@ -109,3 +109,126 @@ def test_api_tenant_delete_takes_the_operator_token_only(sqlite_url: str, tmp_pa
         assert r.status_code == 404
         r = client.delete("/v1/admin/tenants/bad%20name", headers={"Authorization": "Bearer op-secret-123"})
         assert r.status_code == 422
+
+
+def _aged_jobs(sessions, tenant_id: int, *, count: int, age_days: float) -> list[str]:  # type: ignore[no-untyped-def]
+    import datetime as dt
+
+    from labelwise.models.tables import Job, utcnow
+
+    created = utcnow() - dt.timedelta(days=age_days)
+    ids = [f"aged-{tenant_id}-{age_days}-{i}" for i in range(count)]
+    with sessions.begin() as s:
+        for i, job_id in enumerate(ids):
+            s.add(
+                Job(
+                    id=job_id,
+                    tenant_id=tenant_id,
+                    tenant_name="x",
+                    label_set_name="support",
+                    text=f"secret {i}",
+                    metadata_={"customer": i},
+                    status="done" if i % 5 else "failed",
+                    result={"chosen": ["billing"], "labels": [{"name": "billing", "score": 0.5}]},
+                    created_at=created + dt.timedelta(seconds=i % 3),  # ties on created_at across batches
+                    finished_at=created,
+                )
+            )
+    return ids
+
+
+def test_retention_purge_leaves_no_text_older_than_the_limit_and_keeps_results(sessions) -> None:  # type: ignore[no-untyped-def]
+    """Default 30 days, a tenant's own 5 days; several batches; results, versions and timestamps stay."""
+    import datetime as dt
+
+    from labelwise import pipeline
+    from labelwise.models import jobs as jobs_q
+    from labelwise.models import lifecycle as lifecycle_q
+    from labelwise.models.tables import Delivery, InboundEvent, Preview, Tenant, utcnow
+
+    with sessions.begin() as s:
+        a = populate(s, "a")
+        b = populate(s, "b")
+        s.get(Tenant, b["id"]).retention_days = 5
+    old_a = _aged_jobs(sessions, a["id"], count=25, age_days=31)
+    kept_a = _aged_jobs(sessions, a["id"], count=5, age_days=10)
+    old_b = _aged_jobs(sessions, b["id"], count=25, age_days=6)
+    policy = lifecycle.Retention(days=30, batch=7, pause_s=0)
+
+    out = lifecycle.purge(sessions, holder="me", policy=policy)
+    assert out is not None and out["texts"] == 25 + 25 + 2  # + each populate()'s 400-day-old job
+    assert lifecycle.purge(sessions, holder="other", policy=policy) is None  # the lease is mine
+
+    now = utcnow()
+    with sessions() as s:
+        assert lifecycle_q.texts_older_than(s, tenant_id=a["id"], before=now - dt.timedelta(days=30)) == 0
+        assert lifecycle_q.texts_older_than(s, tenant_id=b["id"], before=now - dt.timedelta(days=5)) == 0
+        for job_id in old_a + old_b:
+            job = jobs_q.get_job(s, job_id)
+            assert job.text is None and job.metadata_ is None
+            view = pipeline.job_view(job)
+            assert view["chosen"] == ["billing"] and view["created_at"] is not None
+        assert all(jobs_q.get_job(s, j).text for j in kept_a)  # 10 days old, inside a's 30
+        assert s.query(Delivery).count() == 0 and s.query(InboundEvent).count() == 0  # 400 days old
+        assert s.query(Preview).count() == 0
+    again = lifecycle.purge(sessions, holder="me", policy=policy)
+    assert again == {"texts": 0, "console": 0, "deliveries": 0, "inbound_events": 0}
+
+
+def test_purge_keeps_the_text_of_a_job_still_queued(sessions) -> None:  # type: ignore[no-untyped-def]
+    from labelwise.models import jobs as jobs_q
+
+    with sessions.begin() as s:
+        a = populate(s, "a")
+    ids = _aged_jobs(sessions, a["id"], count=3, age_days=40)
+    with sessions.begin() as s:
+        jobs_q.get_job(s, ids[1]).status = "queued"
+    lifecycle.purge(sessions, holder="me", policy=lifecycle.Retention(batch=2, pause_s=0))
+    with sessions.begin() as s:
+        assert jobs_q.get_job(s, ids[1]).text == "secret 1"
+        jobs_q.get_job(s, ids[1]).status = "done"
+    lifecycle.purge(sessions, holder="me", policy=lifecycle.Retention(batch=2, pause_s=0))
+    with sessions() as s:
+        assert jobs_q.get_job(s, ids[1]).text is None  # the watermark stopped before it
+
+
+def test_cli_tenant_data_sets_retention_and_privacy(cli) -> None:  # type: ignore[no-untyped-def]
+    cli("tenant", "create", "acme")
+    out = cli("tenant", "data", "acme")
+    assert (out["retention_days"], out["effective_retention_days"], out["privacy"]) == (None, 30, False)
+    out = cli("tenant", "data", "acme", "--retention-days", "7", "--privacy")
+    assert (out["retention_days"], out["effective_retention_days"], out["privacy"]) == (7, 7, True)
+    out = cli("tenant", "data", "acme", "--default-retention")
+    assert (out["retention_days"], out["effective_retention_days"], out["privacy"]) == (None, 30, True)
+    assert cli("tenant", "data", "nobody", code=1)["error"]["code"] == "not_found"
+
+
+def test_api_retention_and_privacy_for_the_operator_and_the_tenant_itself(sqlite_url: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from fastapi.testclient import TestClient
+
+    from labelwise.api.app import create_app
+    from labelwise.models import tenants
+    from labelwise.settings import Settings
+
+    sessions = _sessions(sqlite_url)
+    with sessions.begin() as s:
+        for name in ("acme", "other"):
+            tenant = tenants.create_tenant(s, name)
+            token = tenants.create_token(s, tenant_id=tenant.id)[1]
+    own = {"Authorization": f"Bearer {token}"}  # other's token
+    op = {"Authorization": "Bearer op-secret-123"}
+    settings = Settings(home=tmp_path / "home", database_url=sqlite_url, admin_token="op-secret-123")
+    with TestClient(create_app(settings)) as client:
+        r = client.patch("/v1/admin/tenants/acme/data", json={"retention_days": 3}, headers=op)
+        assert r.status_code == 200 and r.json()["effective_retention_days"] == 3 and r.json()["privacy"] is False
+        r = client.patch("/v1/admin/tenants/acme/data", json={"privacy": True}, headers=op)
+        assert r.json()["retention_days"] == 3 and r.json()["privacy"] is True  # left-out field kept
+        assert client.get("/v1/admin/tenants/acme/data", headers=own).status_code == 401
+        r = client.patch("/v1/tenant/data", json={"retention_days": 0}, headers=own)
+        assert r.status_code == 422 and r.json()["error"]["fields"][0]["field"].endswith("retention_days")
+        r = client.patch("/v1/tenant/data", json={"retention_days": 10, "privacy": True}, headers=own)
+        assert r.status_code == 200 and r.json()["tenant"] == "other" and r.json()["effective_retention_days"] == 10
+        r = client.patch("/v1/tenant/data", json={"retention_days": None}, headers=own)
+        assert r.json()["retention_days"] is None and r.json()["effective_retention_days"] == 30
+        assert client.get("/v1/tenant/data", headers=own).json()["privacy"] is True
+        assert client.get("/v1/admin/tenants/acme/data", headers=op).json()["retention_days"] == 3

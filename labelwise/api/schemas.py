@@ -212,3 +212,27 @@ class TenantDeleted(BaseModel):
 
     tenant: str
     deleted: dict[str, int] = Field(description="Rows deleted, per table.")
+
+
+class TenantDataIn(BaseModel):
+    """A tenant's data settings; a field left out keeps its value."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"retention_days": 7, "privacy": True}]})
+
+    retention_days: int | None = Field(
+        None,
+        ge=1,
+        le=36_500,
+        description="Days a job keeps its text and metadata; null: the installation's LABELWISE_RETENTION_DAYS.",
+    )
+    privacy: bool | None = Field(
+        None, description="True: the text of new messages is never written to the database (privacy mode)."
+    )
+
+
+class TenantDataOut(BaseModel):
+    tenant: str
+    retention_days: int | None = Field(description="The tenant's own retention; null: the default.")
+    effective_retention_days: int = Field(description="The retention that applies.")
+    privacy: bool = Field(description="Privacy mode: message texts are not stored.")
+    purged_before: dt.datetime | None = Field(description="Every finished job created before it has no text.")

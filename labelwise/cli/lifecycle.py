@@ -28,3 +28,38 @@ def tenant_delete(
         fail(e, as_json=as_json)
     total = sum(out["deleted"].values())
     emit(out, as_json=as_json, human=f"tenant {name} deleted ({total} rows)")
+
+
+@tenant_app.command("data")
+def tenant_data(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="Tenant name."),
+    retention_days: int = typer.Option(
+        None, "--retention-days", min=1, max=36_500, help="Days a job keeps its text and metadata."
+    ),
+    default_retention: bool = typer.Option(
+        False, "--default-retention", help="Back to LABELWISE_RETENTION_DAYS (drops the tenant's own)."
+    ),
+    privacy: bool = typer.Option(
+        None, "--privacy/--no-privacy", help="Privacy mode: the text of new messages is never stored."
+    ),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Show a tenant's retention and privacy mode, or change them."""
+    c = get_ctx(ctx)
+    changes: dict[str, object] = {}
+    if retention_days is not None or default_retention:
+        changes["retention_days"] = None if default_retention else retention_days
+    if privacy is not None:
+        changes["privacy"] = privacy
+    try:
+        if retention_days is not None and default_retention:
+            raise InvalidInputError("give --retention-days or --default-retention, not both", field="retention_days")
+        with c.sessions.begin() as s:
+            out = lifecycle.set_data_settings(s, name, default_days=c.settings.retention_days, **changes)  # type: ignore[arg-type]
+    except LabelwiseError as e:
+        fail(e, as_json=as_json)
+    own = "" if out["retention_days"] else " (the default)"
+    privacy_mode = "on" if out["privacy"] else "off"
+    human = f"tenant {name}: texts kept {out['effective_retention_days']} days{own}; privacy {privacy_mode}"
+    emit(out, as_json=as_json, human=human)

@@ -14,7 +14,7 @@ import datetime as dt
 import hashlib
 from typing import Any
 
-from sqlalchemy import Select, delete, func, or_, select, update
+from sqlalchemy import Select, delete, func, null, or_, select, update
 from sqlalchemy.orm import Session
 
 from labelwise.models.tables import (
@@ -138,7 +138,10 @@ def purge_texts_batch(
     """Remove text and metadata of up to ``limit`` finished jobs of the tenant created in [after, before),
     oldest first; returns how many and the created_at of the last one (None when none)."""
     query = select(Job.id, Job.created_at).where(
-        Job.tenant_id == tenant_id, Job.created_at < before, Job.status.not_in(OPEN_JOB)
+        Job.tenant_id == tenant_id,
+        Job.created_at < before,
+        Job.status.not_in(OPEN_JOB),
+        or_(Job.text.is_not(None), Job.metadata_.is_not(None)),  # rows on the watermark itself: done already
     )
     if after is not None:
         query = query.where(Job.created_at >= after)
@@ -148,7 +151,7 @@ def purge_texts_batch(
     session.execute(
         update(Job)
         .where(Job.id.in_([r.id for r in rows]))
-        .values(text=None, metadata_=None)
+        .values(text=None, metadata_=null())
         .execution_options(synchronize_session=False)
     )
     return len(rows), rows[-1].created_at
@@ -165,7 +168,7 @@ def purge_orphan_jobs(session: Session, *, before: dt.datetime, limit: int) -> i
         session.execute(
             update(Job)
             .where(Job.id.in_(ids))
-            .values(text=None, metadata_=None)
+            .values(text=None, metadata_=null())
             .execution_options(synchronize_session=False)
         )
     return len(ids)
@@ -183,6 +186,31 @@ def prune_deliveries(session: Session, *, before: dt.datetime, limit: int) -> in
     if ids:
         session.execute(delete(Delivery).where(Delivery.id.in_(ids)))
     return len(ids)
+
+
+def prune_console_data(session: Session, *, tenant_id: int, before: dt.datetime) -> int:
+    """Delete the tenant's console previews and evaluations (texts an admin tried) created before ``before``."""
+    gone = session.execute(delete(Preview).where(Preview.tenant_id == tenant_id, Preview.created_at < before)).rowcount
+    gone += session.execute(
+        delete(Evaluation).where(Evaluation.tenant_id == tenant_id, Evaluation.created_at < before)
+    ).rowcount
+    return int(gone)
+
+
+def set_purged_before(session: Session, *, tenant_id: int, when: dt.datetime) -> None:
+    session.execute(update(Tenant).where(Tenant.id == tenant_id).values(purged_before=when))
+
+
+def texts_older_than(session: Session, *, tenant_id: int, before: dt.datetime) -> int:
+    """How many of the tenant's jobs created before ``before`` still keep a text or metadata."""
+    return count_rows(
+        session,
+        select(Job.id).where(
+            Job.tenant_id == tenant_id,
+            Job.created_at < before,
+            or_(Job.text.is_not(None), Job.metadata_.is_not(None)),
+        ),
+    )
 
 
 def prune_inbound_events(session: Session, *, before: dt.datetime, limit: int) -> int:
