@@ -232,3 +232,30 @@ def test_api_retention_and_privacy_for_the_operator_and_the_tenant_itself(sqlite
         assert r.json()["retention_days"] is None and r.json()["effective_retention_days"] == 30
         assert client.get("/v1/tenant/data", headers=own).json()["privacy"] is True
         assert client.get("/v1/admin/tenants/acme/data", headers=op).json()["retention_days"] == 3
+
+
+def test_reconciler_fails_a_privacy_job_whose_message_never_went_out(sessions) -> None:  # type: ignore[no-untyped-def]
+    """Its text exists nowhere: it fails with a clear error instead of going out with no text."""
+    import datetime as dt
+
+    from labelwise import pipeline
+    from labelwise.messages import parse_message
+    from labelwise.models import jobs as jobs_q
+    from labelwise.models.tables import Job, Tenant, utcnow
+    from labelwise.pipeline import reconciling
+
+    with sessions.begin() as s:
+        a = populate(s, "a")
+        s.get(Tenant, a["id"]).privacy = True
+    msg = parse_message({"tenant": "a", "label_set": "support", "text": "private words"}, max_text_chars=1000)
+    with sessions.begin() as s:
+        job, _ = pipeline.submit_job(s, msg, job_id="never-published")
+        assert job.text is None
+        job.created_at = utcnow() - dt.timedelta(minutes=5)
+    published: list[Job] = []
+    policy = reconciling.Policy(grace_s=1, stuck_after_s=60)
+    reconciling.reconcile(sessions, holder="me", policy=policy, publish_job=published.append, publish_delivery=print)
+    with sessions() as s:
+        failed = jobs_q.get_job(s, "never-published")
+        assert failed.status == "failed" and "privacy mode" in (failed.error or "")
+    assert published == []
