@@ -59,10 +59,22 @@ def cli(sqlite_url: str, tmp_path):  # type: ignore[no-untyped-def]
     return invoke
 
 
+_engines: list = []  # type: ignore[type-arg]
+
+
+@pytest.fixture(autouse=True)
+def _dispose_engines():  # type: ignore[no-untyped-def]
+    yield
+    while _engines:
+        _engines.pop().dispose()
+
+
 def _sessions(url: str):  # type: ignore[no-untyped-def]
     from labelwise.models.db import make_engine, make_session_factory
 
-    return make_session_factory(make_engine(url))
+    engine = make_engine(url)
+    _engines.append(engine)
+    return make_session_factory(engine)
 
 
 def test_cli_tenant_delete_needs_yes_then_removes_everything(cli, sqlite_url: str) -> None:  # type: ignore[no-untyped-def]
@@ -259,3 +271,97 @@ def test_reconciler_fails_a_privacy_job_whose_message_never_went_out(sessions) -
         failed = jobs_q.get_job(s, "never-published")
         assert failed.status == "failed" and "privacy mode" in (failed.error or "")
     assert published == []
+
+
+def _cli_on(url: str, home):  # type: ignore[no-untyped-def]
+    import json
+
+    from typer.testing import CliRunner
+
+    from labelwise.cli import app
+
+    env = {"LABELWISE_HOME": str(home), "LABELWISE_DATABASE_URL": url, "LABELWISE_BROKER_URL": ""}
+
+    def invoke(*args: str, code: int = 0) -> dict:  # type: ignore[type-arg]
+        result = CliRunner().invoke(app, [*args, "--json"], env=env)
+        assert result.exit_code == code, (result.exit_code, result.output)
+        return json.loads(result.stdout)  # type: ignore[no-any-return]
+
+    return invoke
+
+
+def _records(directory) -> dict[str, list[dict]]:  # type: ignore[no-untyped-def,type-arg]
+    import json
+
+    from labelwise.pipeline.exporting import FILES
+
+    out = {}
+    for kind, name in FILES.items():
+        out[kind] = [json.loads(line) for line in (directory / name).read_text().splitlines()]
+    return out
+
+
+def test_export_then_import_into_another_installation_round_trips(db_url: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """SQLite or PostgreSQL -> a fresh SQLite: the second installation exports the same records."""
+    from labelwise.models.db import upgrade
+
+    with _sessions(db_url).begin() as s:
+        a = populate(s, "acme")
+    first = _cli_on(db_url, tmp_path / "h1")
+    out = first("tenant", "export", "acme", "--out", str(tmp_path / "exp"))
+    assert out["records"]["job"] == 3 and out["records"]["label_set_version"] == 2
+    exported = _records(tmp_path / "exp")
+    text = (tmp_path / "exp" / "integrations.jsonl").read_text()
+    assert "opaque" not in text and "secrets" not in text  # integrations without secrets
+    assert [t["prefix"] for t in exported["token"]] and "token_hash" not in (
+        tmp_path / "exp" / "tokens.jsonl"
+    ).read_text()
+    assert {j["text"] for j in exported["job"]} == {f"text {i} mark-acme" for i in range(3)}
+
+    other = f"sqlite:///{tmp_path / 'other.sqlite'}"
+    upgrade(other)
+    second = _cli_on(other, tmp_path / "h2")
+    imported = second("tenant", "import", str(tmp_path / "exp"))
+    assert imported["tenant"] == "acme" and imported["token"].startswith("lw_")
+    assert second("tenant", "import", str(tmp_path / "exp"), code=1)["error"]["code"] == "conflict"
+    second("tenant", "export", "acme", "--out", str(tmp_path / "again"))
+    again = _records(tmp_path / "again")
+    for kind in ("label_set", "label_set_version", "integration", "job"):
+        assert again[kind] == exported[kind], kind
+    assert second("labels", "show", "support", "--tenant", "acme")["version"] == 2
+    assert a["id"]  # the source is untouched
+    assert first("tenant", "export", "acme", "--out", str(tmp_path / "exp"), code=1)["error"]["code"] == "invalid_input"
+
+
+def test_export_window_and_the_api_stream_import_like_the_directory(sqlite_url: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import datetime as dt
+    import json
+
+    from fastapi.testclient import TestClient
+
+    from labelwise.api.app import create_app
+    from labelwise.models.db import upgrade
+    from labelwise.models.tables import utcnow
+    from labelwise.settings import Settings
+
+    with _sessions(sqlite_url).begin() as s:
+        populate(s, "acme")  # one job 400 days old, two new
+    since = (utcnow() - dt.timedelta(days=1)).isoformat()
+    settings = Settings(home=tmp_path / "home", database_url=sqlite_url, admin_token="op-secret-123")
+    with TestClient(create_app(settings)) as client:
+        op = {"Authorization": "Bearer op-secret-123"}
+        r = client.get("/v1/admin/tenants/acme/export", params={"since": since}, headers=op)
+        assert r.status_code == 200 and r.headers["content-type"].startswith("application/x-ndjson")
+        records = [json.loads(line) for line in r.text.splitlines()]
+        assert records[0]["record"] == "manifest" and records[0]["jobs_since"] is not None
+        assert len([x for x in records if x["record"] == "job"]) == 2
+        assert client.get("/v1/admin/tenants/nobody/export", headers=op).status_code == 404
+        assert client.get("/v1/admin/tenants/acme/export", params={"since": "yesterday"}, headers=op).status_code == 422
+    (tmp_path / "stream.ndjson").write_text(r.text)
+    other = f"sqlite:///{tmp_path / 'other.sqlite'}"
+    upgrade(other)
+    out = _cli_on(other, tmp_path / "h2")("tenant", "import", str(tmp_path / "stream.ndjson"), "--as", "acme2")
+    assert out["tenant"] == "acme2" and out["imported"]["job"] == 2 and out["imported"]["integration"] == 1
+    (tmp_path / "bad.ndjson").write_text('{"record": "job"}\n')
+    bad = _cli_on(other, tmp_path / "h2")("tenant", "import", str(tmp_path / "bad.ndjson"), code=1)
+    assert bad["error"]["code"] == "invalid_input"

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from pathlib import Path
+
 import typer
 
 from labelwise.cli.apps import tenant_app
@@ -62,4 +65,64 @@ def tenant_data(
     own = "" if out["retention_days"] else " (the default)"
     privacy_mode = "on" if out["privacy"] else "off"
     human = f"tenant {name}: texts kept {out['effective_retention_days']} days{own}; privacy {privacy_mode}"
+    emit(out, as_json=as_json, human=human)
+
+
+def _when(value: str | None, field: str) -> dt.datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+    except ValueError as e:
+        raise InvalidInputError(f"--{field}: not an ISO 8601 date or time: {value!r}", field=field) from e
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
+@tenant_app.command("export")
+def tenant_export(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="Tenant name."),
+    out: Path = typer.Option(..., "--out", help="Directory to write (created; must be empty)."),
+    since: str = typer.Option(None, "--since", help="Only jobs created at or after this ISO date/time (UTC)."),
+    until: str = typer.Option(None, "--until", help="Only jobs created before this ISO date/time (UTC)."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Export a tenant as JSONL files in a directory: label sets with every version, integrations without
+    secrets, token prefixes, and the jobs created in [--since, --until) (README "Data")."""
+    from labelwise.pipeline import exporting
+
+    try:
+        window = {"since": _when(since, "since"), "until": _when(until, "until")}
+        with get_ctx(ctx).sessions() as s:
+            counts = exporting.write_directory(exporting.export_records(s, name, **window), out)
+    except LabelwiseError as e:
+        fail(e, as_json=as_json)
+    emit(
+        {"tenant": name, "out": str(out), "records": counts},
+        as_json=as_json,
+        human=f"tenant {name} exported to {out}: " + ", ".join(f"{v} {k}" for k, v in counts.items()),
+    )
+
+
+@tenant_app.command("import")
+def tenant_import(
+    ctx: typer.Context,
+    source: Path = typer.Argument(..., help="An export directory, or the NDJSON file the API's export returns."),
+    name: str = typer.Option(None, "--as", help="Import under this name (default: the exported tenant's)."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Import a tenant exported from another installation; prints its new API token (shown once).
+    Integrations come without secrets (set them again) and with new inbound hook URLs."""
+    from labelwise.crypto import secret_box
+    from labelwise.pipeline import exporting
+
+    c = get_ctx(ctx)
+    try:
+        if not source.exists():
+            raise InvalidInputError(f"{source} does not exist", field="source")
+        out = exporting.import_records(c.sessions, secret_box(c.settings), exporting.read_records(source), name=name)
+    except LabelwiseError as e:
+        fail(e, as_json=as_json)
+    counts = ", ".join(f"{v} {k}" for k, v in out["imported"].items() if k != "manifest")
+    human = f"tenant {out['tenant']} imported: {counts}\ntoken: {out['token']}\n(keep it: it is not shown again)"
     emit(out, as_json=as_json, human=human)
