@@ -365,3 +365,35 @@ def test_export_window_and_the_api_stream_import_like_the_directory(sqlite_url: 
     (tmp_path / "bad.ndjson").write_text('{"record": "job"}\n')
     bad = _cli_on(other, tmp_path / "h2")("tenant", "import", str(tmp_path / "bad.ndjson"), code=1)
     assert bad["error"]["code"] == "invalid_input"
+
+
+def test_metrics_on_a_big_table_count_settled_jobs_in_the_background(sqlite_url: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Open work is exact at every scrape; settled work, once slow to count, comes from the last count."""
+    import time
+
+    from fastapi.testclient import TestClient
+
+    from labelwise.api.app import create_app
+    from labelwise.settings import Settings
+
+    with _sessions(sqlite_url).begin() as s:
+        populate(s, "acme")  # 3 done jobs of acme, 1 queued orphan
+    with TestClient(create_app(Settings(home=tmp_path / "home", database_url=sqlite_url))) as client:
+
+        def value(name: str) -> float:
+            line = next(x for x in client.get("/metrics").text.splitlines() if x.startswith(name))
+            return float(line.split()[-1])
+
+        assert value('labelwise_jobs{status="done"}') == 3  # counted at once: a small table
+        m = client.app.state.metrics  # type: ignore[attr-defined]
+        m.count_s = 5.0  # as if counting took 5 s (tens of millions of jobs)
+        m._settled_at = time.monotonic()  # and was just done
+        m.settled = {"jobs": {"done": 1234}, "deliveries": {}}
+        assert value('labelwise_jobs{status="done"}') == 1234  # the last count, no new one
+        assert value('labelwise_jobs{status="queued"}') == 1  # exact
+        m._settled_at -= 3600  # an hour old: a scrape starts a count in the background
+        client.get("/metrics")
+        deadline = time.monotonic() + 10
+        while m.settled["jobs"].get("done") != 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert value('labelwise_jobs{status="done"}') == 3

@@ -1,7 +1,17 @@
 """Prometheus metrics: HTTP requests of this API process, and jobs and deliveries per status (from SQL,
-over all tenants; no tenant names). Scrape it from the internal network only."""
+over all tenants; no tenant names). Scrape it from the internal network only.
+
+Open work (jobs queued and running, deliveries pending and retrying) is counted at every scrape from
+small partial indexes. Settled work (done, failed, delivered, dead) grows without bound, and counting
+it reads the whole table (seconds at tens of millions of jobs): while a count takes under
+``SYNC_UNDER_S`` it is done at every scrape; once it takes longer, a thread counts it again at most every
+``SETTLED_EVERY_S`` and a scrape reports the last count, never waiting for one."""
 
 from __future__ import annotations
+
+import logging
+import threading
+import time
 
 from fastapi import APIRouter, Depends, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
@@ -10,6 +20,9 @@ from labelwise import pipeline
 from labelwise.api.deps import State, state
 
 router = APIRouter(tags=["health"])
+log = logging.getLogger(__name__)
+SETTLED_EVERY_S = 60.0
+SYNC_UNDER_S = 0.02
 
 
 class Metrics:
@@ -22,6 +35,33 @@ class Metrics:
         )
         self.jobs = Gauge("labelwise_jobs", "Jobs per status.", ["status"], registry=self.registry)
         self.deliveries = Gauge("labelwise_deliveries", "Deliveries per status.", ["status"], registry=self.registry)
+        self.settled: dict[str, dict[str, int]] | None = None  # the last count of settled work
+        self.count_s: float | None = None  # how long that count took
+        self._settled_at = -SETTLED_EVERY_S
+        self._counting = threading.Lock()
+
+    def refresh_settled(self, st: State) -> None:
+        """Count settled work: now while that is quick, else in a thread if the last count is old."""
+        if self.count_s is not None and self.count_s >= SYNC_UNDER_S:
+            if time.monotonic() - self._settled_at >= SETTLED_EVERY_S and self._counting.acquire(blocking=False):
+                self._settled_at = time.monotonic()
+                threading.Thread(target=self._count, args=(st,), name="labelwise-metrics-count", daemon=True).start()
+            return
+        with self._counting:
+            self._count(st, locked=True)
+
+    def _count(self, st: State, *, locked: bool = False) -> None:
+        t0 = time.monotonic()
+        try:
+            with st.sessions() as session:
+                self.settled = pipeline.counts(session)
+            self.count_s = time.monotonic() - t0
+        except Exception as e:  # the next scrape tries again
+            log.warning("metrics: could not count settled jobs and deliveries: %s", e)
+            self._settled_at = -SETTLED_EVERY_S
+        finally:
+            if not locked:
+                self._counting.release()
 
     def observe(self, request: Request, status: int) -> None:
         route = getattr(request.scope.get("route"), "path", "unmatched")
@@ -35,11 +75,19 @@ class Metrics:
     responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format."}},
 )
 def metrics(request: Request, st: State = Depends(state)) -> Response:
+    """Jobs done and failed, deliveries delivered and dead: once counting them takes over 20 ms (a big
+    table), they are counted in the background at most once a minute, and lag by up to a minute."""
     m: Metrics = request.app.state.metrics
+    m.refresh_settled(st)
     with st.sessions() as session:
-        counts = pipeline.counts(session)
-    for status in ("queued", "running", "done", "failed"):
+        counts = pipeline.open_counts(session)
+    for status in ("queued", "running"):
         m.jobs.labels(status).set(counts["jobs"].get(status, 0))
-    for status in ("pending", "retrying", "delivered", "dead"):
+    for status in ("pending", "retrying"):
         m.deliveries.labels(status).set(counts["deliveries"].get(status, 0))
+    if m.settled is not None:
+        for status in ("done", "failed"):
+            m.jobs.labels(status).set(m.settled["jobs"].get(status, 0))
+        for status in ("delivered", "dead"):
+            m.deliveries.labels(status).set(m.settled["deliveries"].get(status, 0))
     return Response(generate_latest(m.registry), media_type=CONTENT_TYPE_LATEST)
