@@ -7,7 +7,7 @@ import datetime as dt
 import json
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, or_, select, update
+from sqlalchemy import bindparam, func, insert, or_, select, tuple_, update
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
@@ -137,8 +137,9 @@ def list_jobs(
     if label_set:
         query = query.where(Job.label_set_name == label_set)
     if before is not None:
-        created_at, job_id = before
-        query = query.where((Job.created_at < created_at) | ((Job.created_at == created_at) & (Job.id < job_id)))
+        # one row-value comparison: the index (tenant_id, created_at) seeks to the page at any depth,
+        # where "a < x OR (a = x AND b < y)" made it read and skip every row of the pages before
+        query = query.where(tuple_(Job.created_at, Job.id) < before)  # each value bound with its column's type
     return list(session.scalars(query))
 
 
