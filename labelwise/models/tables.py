@@ -199,6 +199,7 @@ class Delivery(Base):
     __table_args__ = (
         UniqueConstraint("job_id", "integration_id"),
         Index("ix_deliveries_tenant_status", "tenant_id", "status"),
+        Index("ix_deliveries_created", "created_at"),  # the purge of settled deliveries
         Index(
             "ix_deliveries_open",
             "status",
@@ -228,7 +229,10 @@ class InboundEvent(Base):
     """Platform event ids already accepted, so a platform's retries start nothing twice."""
 
     __tablename__ = "inbound_events"
-    __table_args__ = (UniqueConstraint("integration_id", "event_id"),)
+    __table_args__ = (
+        UniqueConstraint("integration_id", "event_id"),
+        Index("ix_inbound_events_created", "created_at"),  # the purge of old event ids
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     integration_id: Mapped[int] = mapped_column(ForeignKey("integrations.id", ondelete="CASCADE"))

@@ -4,6 +4,7 @@
 - tenants.privacy: the text of the tenant's messages is never written to SQL
 - tenants.purged_before: every finished job created before it has lost its text (the purge's watermark)
 - jobs.text nullable: NULL once purged, or never stored (privacy mode)
+- deliveries.created_at, inbound_events.created_at indexed: the purge finds what aged out without a scan
 
 Revision ID: 0012
 Revises: 0010
@@ -25,9 +26,13 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("purged_before", sa.DateTime(timezone=True), nullable=True))
     with op.batch_alter_table("jobs", schema=None) as batch_op:
         batch_op.alter_column("text", existing_type=sa.Text(), nullable=True)
+    op.create_index("ix_deliveries_created", "deliveries", ["created_at"])
+    op.create_index("ix_inbound_events_created", "inbound_events", ["created_at"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_inbound_events_created", table_name="inbound_events")
+    op.drop_index("ix_deliveries_created", table_name="deliveries")
     op.execute("UPDATE jobs SET text = '' WHERE text IS NULL")
     with op.batch_alter_table("jobs", schema=None) as batch_op:
         batch_op.alter_column("text", existing_type=sa.Text(), nullable=False)
