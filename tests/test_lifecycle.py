@@ -397,3 +397,31 @@ def test_metrics_on_a_big_table_count_settled_jobs_in_the_background(sqlite_url:
         while m.settled["jobs"].get("done") != 3 and time.monotonic() < deadline:
             time.sleep(0.05)
         assert value('labelwise_jobs{status="done"}') == 3
+
+
+def test_the_worker_purge_thread_purges_then_gives_the_lease_up(sessions) -> None:  # type: ignore[no-untyped-def]
+    """Purger (started by every worker process): runs every purge_interval_s while it holds the lease."""
+    import time
+
+    from labelwise.models import jobs as jobs_q
+    from labelwise.settings import Settings
+    from labelwise.worker.purger import Purger
+
+    with sessions.begin() as s:
+        a = populate(s, "a")
+    ids = _aged_jobs(sessions, a["id"], count=3, age_days=40)
+    first, second = Purger(Settings(purge_interval_s=0.1)), Purger(Settings(purge_interval_s=0.1))
+    first.start(sessions)
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            with sessions() as s:
+                if all(jobs_q.get_job(s, j).text is None for j in ids):
+                    break
+            time.sleep(0.1)
+        with sessions() as s:
+            assert all(jobs_q.get_job(s, j).text is None for j in ids)
+        assert lifecycle.purge(sessions, holder=second.holder, policy=second.policy) is None  # held by first
+    finally:
+        first.stop()
+    assert lifecycle.purge(sessions, holder=second.holder, policy=second.policy) is not None  # released
