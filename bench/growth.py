@@ -317,11 +317,20 @@ def latency_during(url: str, *, rate: float, seconds: float, home: Path, purge: 
     }
 
 
-def measure(url: str, setup_out: dict[str, Any], args: argparse.Namespace, home: Path) -> dict[str, Any]:
+def measure(
+    url: str, setup_out: dict[str, Any], args: argparse.Namespace, home: Path, *, purge: bool
+) -> dict[str, Any]:
+    """The API calls, the worker's rate (and with ``purge`` the latency beside and during the purge),
+    and last the upgrade (it leaves the schema at a revision labelwise does not know)."""
     out: dict[str, Any] = {"api": api_calls(url, setup_out, samples=args.samples, home=home)}
-    out["db_upgrade_s"] = upgrade_with_new_column(url)
     if not args.skip_worker:
         out["worker_msgs_s"] = worker_rate(url, messages=args.messages, home=home)
+        if purge:
+            out["latency"] = {
+                "without_purge": latency_during(url, rate=args.rate, seconds=args.seconds, home=home, purge=False),
+                "during_purge": latency_during(url, rate=args.rate, seconds=args.seconds, home=home, purge=True),
+            }
+    out["db_upgrade_s"] = upgrade_with_new_column(url)
     return out
 
 
@@ -347,12 +356,7 @@ def main(argv: list[str] | None = None) -> int:
             log(f"{name}: filling {jobs:,} jobs")
             results[f"{name}_fill"] = fill(url, setup_out["ids"], jobs=jobs)
             log(f"{name}: measuring")
-            results[name] = measure(url, setup_out, args, home)
-            if name == "full" and not args.skip_worker:
-                results["latency"] = {
-                    "without_purge": latency_during(url, rate=args.rate, seconds=args.seconds, home=home, purge=False),
-                    "during_purge": latency_during(url, rate=args.rate, seconds=args.seconds, home=home, purge=True),
-                }
+            results[name] = measure(url, setup_out, args, home, purge=name == "full")
     print(json.dumps(results, indent=2) if args.json else render(results))
     return 0
 
@@ -380,8 +384,8 @@ def render(r: dict[str, Any]) -> str:
     if "worker_msgs_s" in e:
         ratio = f["worker_msgs_s"] / e["worker_msgs_s"]
         lines.append(f"{'worker messages/s':34} {e['worker_msgs_s']:20.1f} {f['worker_msgs_s']:20.1f} {ratio:7.2f}")
-    if "latency" in r:
-        without, during = r["latency"]["without_purge"], r["latency"]["during_purge"]
+    if "latency" in f:
+        without, during = f["latency"]["without_purge"], f["latency"]["during_purge"]
         lines.append(
             f"classification p99 at a steady rate: {without['p99_ms']:.0f} ms without the purge, "
             f"{during['p99_ms']:.0f} ms during it ({during['p99_ms'] / without['p99_ms']:.2f}x); the purge removed "

@@ -91,21 +91,25 @@ def purge(
     Past a tenant's retention a finished job loses its text and metadata (its result, label-set version,
     status, error, reply_to and timestamps stay); the tenant's console previews and evaluations go.
     Settled deliveries go after ``delivery_keep_days``, inbound event ids after ``inbound_dedupe_days``.
-    Each batch is its own short transaction and renews the lease; the pass ends early when ``stop()``
-    or when the lease is lost. Returns rows changed per kind."""
+    Each batch is its own short transaction; a tenant whose watermark is past its cutoff costs nothing.
+    The lease is renewed along the way; the pass ends early when ``stop()`` or when the lease is lost.
+    Returns rows changed per kind."""
     now = now or utcnow()
     out = {"texts": 0, "console": 0, "deliveries": 0, "inbound_events": 0}
-    if not _hold(sessions, holder, policy, now):
+    lease = _Lease(sessions, holder, policy)
+    if not lease.hold():
         return None
     with database_errors(), sessions() as session:
         plan = [(t.id, t.retention_days or policy.days, t.purged_before) for t in lifecycle.tenants_for_purge(session)]
     for tenant_id, days, purged_before in plan:
-        if stop() or not _hold(sessions, holder, policy, utcnow()):
-            return out
         cutoff = now - dt.timedelta(days=days)
-        out["texts"] += _purge_tenant(sessions, tenant_id, cutoff, purged_before, policy, stop)
-        with database_errors(), sessions.begin() as session:
-            out["console"] += lifecycle.prune_console_data(session, tenant_id=tenant_id, before=cutoff)
+        if purged_before is not None and purged_before >= cutoff:
+            continue  # done up to its cutoff by an earlier pass
+        if stop() or not lease.hold():
+            return out
+        texts, console = _purge_tenant(sessions, tenant_id, cutoff, purged_before, policy, stop)
+        out["texts"] += texts
+        out["console"] += console
     orphan_cutoff = now - dt.timedelta(days=policy.days)
     out["texts"] += _drain(
         sessions, lambda s: lifecycle.purge_orphan_jobs(s, before=orphan_cutoff, limit=policy.batch), policy, stop
@@ -123,9 +127,21 @@ def purge(
     return out
 
 
-def _hold(sessions: sessionmaker[Session], holder: str, policy: Retention, now: dt.datetime) -> bool:
-    with database_errors(), sessions.begin() as session:
-        return leases.try_acquire(session, name=PURGE_LEASE, holder=holder, ttl_s=policy.lease_ttl_s, now=now)
+class _Lease:
+    """The purge lease, renewed at most every third of its time to live (not at every tenant)."""
+
+    def __init__(self, sessions: sessionmaker[Session], holder: str, policy: Retention) -> None:
+        self.sessions, self.holder, self.ttl_s = sessions, holder, policy.lease_ttl_s
+        self.renewed = -float("inf")
+
+    def hold(self) -> bool:
+        if time.monotonic() - self.renewed < self.ttl_s / 3:
+            return True
+        with database_errors(), self.sessions.begin() as session:
+            held = leases.try_acquire(session, name=PURGE_LEASE, holder=self.holder, ttl_s=self.ttl_s, now=utcnow())
+        if held:
+            self.renewed = time.monotonic()
+        return held
 
 
 def _purge_tenant(
@@ -135,28 +151,32 @@ def _purge_tenant(
     purged_before: dt.datetime | None,
     policy: Retention,
     stop: Callable[[], bool],
-) -> int:
+) -> tuple[int, int]:
     """Purge the tenant's finished jobs from its watermark up to ``cutoff`` (or its oldest open job, which
-    still needs its text), moving the watermark along batch by batch."""
-    with database_errors(), sessions() as session:
-        oldest_open = lifecycle.oldest_open_job(session, tenant_id=tenant_id, before=cutoff)
-    target = min(cutoff, oldest_open) if oldest_open else cutoff
-    if purged_before is not None and purged_before >= target:
-        return 0
-    done = 0
-    after = purged_before
+    still needs its text), moving the watermark along batch by batch; and its old console data.
+    Returns (texts, console rows) removed."""
+    texts = console = 0
+    after, target = purged_before, cutoff
+    first = True
     while not stop():
         with database_errors(), sessions.begin() as session:
+            if first:
+                oldest_open = lifecycle.oldest_open_job(session, tenant_id=tenant_id, before=cutoff)
+                target = min(cutoff, oldest_open) if oldest_open else cutoff
+                console = lifecycle.prune_console_data(session, tenant_id=tenant_id, before=cutoff)
+                if after is not None and after >= target:
+                    return 0, console
             count, last = lifecycle.purge_texts_batch(
                 session, tenant_id=tenant_id, after=after, before=target, limit=policy.batch
             )
             after = target if count < policy.batch or last is None else last
             lifecycle.set_purged_before(session, tenant_id=tenant_id, when=after)
-        done += count
+        first = False
+        texts += count
         if after == target:
             break
         time.sleep(policy.pause_s)
-    return done
+    return texts, console
 
 
 def _drain(
