@@ -212,6 +212,40 @@ def api_calls(url: str, setup_out: dict[str, Any], *, samples: int, home: Path) 
     return out
 
 
+def sql_calls(url: str, setup_out: dict[str, Any], *, samples: int) -> dict[str, dict[str, float]]:
+    """The SQL under the API calls, without HTTP (the figures the machine's load disturbs least), before
+    and after this release's changes: a page by the old OR cursor and by the row-value one; /metrics
+    counting every job and delivery, and counting the open ones only."""
+    from sqlalchemy import select
+
+    from labelwise import pipeline
+    from labelwise.models import jobs
+    from labelwise.models.db import make_engine, make_session_factory
+    from labelwise.models.tables import Job
+
+    engine = make_engine(url)
+    sessions = make_session_factory(engine)
+    out: dict[str, dict[str, float]] = {}
+    big = setup_out["ids"]["big"]
+    with sessions() as s:
+        newest = select(Job).where(Job.tenant_id == big).order_by(Job.created_at.desc(), Job.id.desc())
+        last = s.scalars(newest.offset(99 * PAGE - 1).limit(1)).one()
+        created_at, job_id = last.created_at, last.id
+
+        def old_page() -> None:
+            older = (Job.created_at < created_at) | ((Job.created_at == created_at) & (Job.id < job_id))
+            list(s.scalars(newest.where(older).limit(PAGE + 1)))
+
+        out["page 100, big tenant: before (OR cursor)"] = timed(old_page, samples)
+        out["page 100, big tenant: after (row value)"] = timed(
+            lambda: jobs.list_jobs(s, tenant_id=big, before=(created_at, job_id), limit=PAGE + 1), samples
+        )
+        out["metrics counts: before (every job)"] = timed(lambda: pipeline.counts(s), max(5, samples // 10))
+        out["metrics counts: after (open jobs)"] = timed(lambda: pipeline.open_counts(s), samples)
+    engine.dispose()
+    return out
+
+
 def upgrade_with_new_column(url: str) -> float:
     """Seconds of `db upgrade` (Alembic) to a new revision that adds a nullable column to jobs."""
     from alembic import command
@@ -323,6 +357,7 @@ def measure(
     """The API calls, the worker's rate (and with ``purge`` the latency beside and during the purge),
     and last the upgrade (it leaves the schema at a revision labelwise does not know)."""
     out: dict[str, Any] = {"api": api_calls(url, setup_out, samples=args.samples, home=home)}
+    out["sql"] = sql_calls(url, setup_out, samples=args.samples)
     if not args.skip_worker:
         out["worker_msgs_s"] = worker_rate(url, messages=args.messages, home=home)
         if purge:
@@ -379,6 +414,12 @@ def render(r: dict[str, Any]) -> str:
         lines.append(
             f"{call:34} {empty['p50_ms']:9.1f}/{empty['p99_ms']:<9.1f} {full['p50_ms']:9.1f}/{full['p99_ms']:<9.1f}"
             f" {ratio:7.2f}"
+        )
+    lines.append(f"{'SQL alone (no HTTP)':34} {'empty p50/p99 ms':>20} {'full p50/p99 ms':>20}")
+    for call, empty in e.get("sql", {}).items():
+        full = f["sql"][call]
+        lines.append(
+            f"{call:42} {empty['p50_ms']:7.2f}/{empty['p99_ms']:<9.2f} {full['p50_ms']:9.2f}/{full['p99_ms']:<9.2f}"
         )
     lines.append(f"{'db upgrade (add a column) s':34} {e['db_upgrade_s']:20.2f} {f['db_upgrade_s']:20.2f}")
     if "worker_msgs_s" in e:
