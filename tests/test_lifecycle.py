@@ -34,7 +34,7 @@ def test_tenant_delete_leaves_no_row_of_it_in_any_table_and_spares_the_others(se
     with sessions() as s:
         assert owned_rows(s, doomed) == {}
         assert owned_rows(s, kept) == kept_before
-    assert out["deleted"]["jobs"] == 4 and out["deleted"]["tenants"] == 1
+    assert out["deleted"]["jobs"] == 4 and out["deleted"]["tenants"] == 1 and out["deleted"]["inbound_events"] == 1
     with pytest.raises(NotFoundError):
         lifecycle.delete_tenant(sessions, "doomed")
 

@@ -36,7 +36,7 @@ def delete_tenant(sessions: sessionmaker[Session], name: str, *, batch: int = DE
     was deleted stays deleted: run it again to finish)."""
     with database_errors(), sessions.begin() as session:
         tenant = tenants.get_tenant(session, name)
-        lifecycle.revoke_access(session, tenant)
+        events = lifecycle.revoke_access(session, tenant)
     jobs_deleted = 0
     while True:
         with database_errors(), sessions.begin() as session:
@@ -47,6 +47,7 @@ def delete_tenant(sessions: sessionmaker[Session], name: str, *, batch: int = DE
     with database_errors(), sessions.begin() as session:
         counts = lifecycle.delete_tenant_rows(session, tenant)
     counts["jobs"] += jobs_deleted
+    counts["inbound_events"] += events
     return {"tenant": name, "deleted": counts}
 
 
