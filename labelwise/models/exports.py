@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-from sqlalchemy import select, tuple_
+from sqlalchemy import insert, select, tuple_
 from sqlalchemy.orm import Session
 
 from labelwise.models.tables import ApiToken, Integration, Job, LabelSet, LabelSetVersion, Tenant
@@ -83,8 +83,9 @@ def add_integration(session: Session, *, tenant_id: int, secrets: str, **fields:
 
 
 def add_jobs(session: Session, *, tenant_id: int, rows: list[dict[str, Any]]) -> None:
-    session.add_all([Job(tenant_id=tenant_id, **fields) for fields in rows])
-    session.flush()
+    """Insert jobs (ORM bulk insert: no objects kept in the session, so a big import holds one batch)."""
+    if rows:
+        session.execute(insert(Job), [{"tenant_id": tenant_id, "classifications": 0, **fields} for fields in rows])
 
 
 def set_tenant_data(session: Session, tenant: Tenant, *, retention_days: int | None, privacy: bool) -> None:
