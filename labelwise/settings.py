@@ -191,6 +191,42 @@ class Settings(BaseSettings):
         "earlier when the token is revoked or the admin signs out.",
     )
 
+    admin_token: SecretStr | None = Field(
+        None,
+        description="Operator token for the /v1/admin routes (tenant deletion, export, import, retention and "
+        "privacy of any tenant), sent as `Authorization: Bearer <token>`. Unset: those routes answer 404.",
+    )
+    retention_days: int = Field(
+        30,
+        ge=1,
+        description="Days a job keeps its text and metadata (a tenant may set its own); then the purge removes "
+        "them and keeps the result, label-set version, status and timestamps. Console previews and "
+        "evaluations older than it are deleted.",
+    )
+    delivery_keep_days: int = Field(
+        7,
+        ge=1,
+        description="Days a settled delivery (delivered or dead) is kept for replay and inspection; pending "
+        "and retrying ones are never pruned.",
+    )
+    inbound_dedupe_days: int = Field(
+        7,
+        ge=1,
+        description="Days an inbound platform event id is remembered, so the platform's retries of it start "
+        "nothing twice (Slack, Jira and Zendesk retry within hours).",
+    )
+    purge_interval_s: float = Field(
+        60.0,
+        gt=0,
+        description="How often one worker (whoever holds the purge lease) runs the retention purge.",
+    )
+    purge_batch: int = Field(
+        1_000, ge=1, description="Rows the purge changes per transaction (small: it never holds locks for long)."
+    )
+    purge_pause_s: float = Field(
+        0.05, ge=0, description="Pause between two purge transactions, leaving the database to classification."
+    )
+
     secret_key: SecretStr | None = Field(
         None,
         description="Fernet key(s) encrypting integration secrets at rest, comma-separated: the first "

@@ -192,6 +192,11 @@ class FeedbackIn(BaseModel):
     label: Annotated[str, StringConstraints(min_length=1, max_length=100)] = Field(
         description="The right label; it must be in the label set's current version."
     )
+    text: Annotated[str, StringConstraints(min_length=1, max_length=20_000)] | None = Field(
+        None,
+        description="The message's text again, for a job that no longer keeps it (past the tenant's retention, "
+        "or privacy mode); it becomes the example. Without it such a job answers 409.",
+    )
 
 
 class FeedbackOut(BaseModel):
@@ -200,3 +205,34 @@ class FeedbackOut(BaseModel):
     label_set: str
     label_set_version: int = Field(description="The version that now has the job's text as an example.")
     new_version: bool = Field(description="False when the same correction was already there.")
+
+
+class TenantDeleted(BaseModel):
+    """What a tenant's deletion removed."""
+
+    tenant: str
+    deleted: dict[str, int] = Field(description="Rows deleted, per table.")
+
+
+class TenantDataIn(BaseModel):
+    """A tenant's data settings; a field left out keeps its value."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"retention_days": 7, "privacy": True}]})
+
+    retention_days: int | None = Field(
+        None,
+        ge=1,
+        le=36_500,
+        description="Days a job keeps its text and metadata; null: the installation's LABELWISE_RETENTION_DAYS.",
+    )
+    privacy: bool | None = Field(
+        None, description="True: the text of new messages is never written to the database (privacy mode)."
+    )
+
+
+class TenantDataOut(BaseModel):
+    tenant: str
+    retention_days: int | None = Field(description="The tenant's own retention; null: the default.")
+    effective_retention_days: int = Field(description="The retention that applies.")
+    privacy: bool = Field(description="Privacy mode: message texts are not stored.")
+    purged_before: dt.datetime | None = Field(description="Every finished job created before it has no text.")

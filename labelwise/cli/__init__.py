@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import sys
 
-from labelwise.cli import admin, bench, demo, evaluation, integrations, jobs, running  # noqa: F401 - they register commands
+from labelwise.cli import admin, bench, demo, evaluation, integrations, jobs, lifecycle, running  # noqa: F401 - they register commands
 from labelwise.cli.apps import app, labels_app
 from labelwise.cli.common import database_problem
 from labelwise.settings import Settings

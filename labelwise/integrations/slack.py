@@ -99,7 +99,7 @@ class SlackAdapter:
                     )
                 )
             if label in config.channels:
-                text = f"{summary(result)}\n>{payload.text[:2900]}"
+                text = summary(result) + (f"\n>{payload.text[:2900]}" if payload.text else "")
                 steps.append(
                     call(f"route:{label}", "chat.postMessage", {"channel": config.channels[label], "text": text})
                 )

@@ -173,6 +173,16 @@ def forget_event(session: Session, *, integration_id: int, event_id: str) -> Non
         session.delete(row)
 
 
+def count_open_deliveries_by_status(session: Session) -> dict[str, int]:
+    """Deliveries pending and retrying (the partial index ix_deliveries_open)."""
+    rows = session.execute(
+        select(Delivery.status, func.count())
+        .where(Delivery.status.in_(("pending", "retrying")))
+        .group_by(Delivery.status)
+    )
+    return {status: int(n) for status, n in rows}
+
+
 def count_deliveries_by_status(session: Session) -> dict[str, int]:
     rows = session.execute(select(Delivery.status, func.count()).group_by(Delivery.status))
     return {status: int(n) for status, n in rows}

@@ -83,6 +83,7 @@ def submit_job(session: Session, msg: ClassifyMessage, *, job_id: str) -> tuple[
     another text or label set raises ConflictError. The caller commits, then enqueues.
     """
     tenant = tenants.get_tenant(session, msg.tenant)
+    fields = job_fields(msg, keep_text=not tenant.privacy)
     labelsets.current_version(session, tenant_id=tenant.id, name=msg.label_set)
     if (
         msg.reply_to
@@ -92,11 +93,19 @@ def submit_job(session: Session, msg: ClassifyMessage, *, job_id: str) -> tuple[
     if msg.idempotency_key:
         existing = jobs.find_by_key(session, tenant_id=tenant.id, key=msg.idempotency_key)
         if existing is not None:
-            if job_fields(msg) != {k: getattr(existing, k) for k in job_fields(msg)}:
+            if fields != {k: getattr(existing, k) for k in fields}:
                 raise ConflictError(f"idempotency key {msg.idempotency_key!r} was used for another message")
             return existing, False
-    job = jobs.add_job(session, id=job_id, tenant_id=tenant.id, **job_fields(msg))
+    job = jobs.add_job(session, id=job_id, tenant_id=tenant.id, **fields)
     return job, True
+
+
+def with_text(job: Job, msg: ClassifyMessage) -> Job:
+    """The committed job carrying its message's text for publishing, also when the row keeps none
+    (privacy mode): set on the detached object, never written to the database."""
+    if job.text is None:
+        job.text = msg.text
+    return job
 
 
 def submit_and_enqueue(
@@ -117,7 +126,7 @@ def submit_and_enqueue(
     if created:
         if before_publish is not None:
             before_publish()
-        publish_committed(sessions, [job], publish)
+        publish_committed(sessions, [with_text(job, msg)], publish)
     return view, created
 
 
@@ -159,12 +168,13 @@ def job_finished(sessions: sessionmaker[Session], job_id: str) -> bool:
         return jobs.job_status(session, job_id) in ("done", "failed", None)
 
 
-def job_fields(msg: ClassifyMessage) -> dict[str, Any]:
+def job_fields(msg: ClassifyMessage, *, keep_text: bool = True) -> dict[str, Any]:
+    """The job row's fields from a message; without ``keep_text`` (privacy mode) the text is left out."""
     return {
         "tenant_name": msg.tenant,
         "label_set_name": msg.label_set,
         "idempotency_key": msg.idempotency_key,
-        "text": msg.text,
+        "text": msg.text if keep_text else None,
         "metadata_": msg.metadata,
         "reply_to": msg.reply_to.model_dump() if msg.reply_to else None,
     }

@@ -59,6 +59,16 @@ def backoff_s(attempt: int, *, base_s: float, cap_s: float, at_least_s: float | 
     return max(delay, at_least_s or 0.0)
 
 
+def open_counts(session: Session) -> dict[str, dict[str, int]]:
+    """Jobs queued and running, deliveries pending and retrying, over all tenants (cheap at any size)."""
+    from labelwise.models import integrations, jobs
+
+    return {
+        "jobs": jobs.count_open_by_status(session),
+        "deliveries": integrations.count_open_deliveries_by_status(session),
+    }
+
+
 def counts(session: Session) -> dict[str, dict[str, int]]:
     """Jobs and deliveries per status, over all tenants."""
     from labelwise.models import integrations, jobs

@@ -13,16 +13,29 @@ from labelwise.models.tables import utcnow
 
 
 def record_feedback(
-    session: Session, *, tenant_id: int, job_id: str, label: str, created_by: str | None = None
+    session: Session,
+    *,
+    tenant_id: int,
+    job_id: str,
+    label: str,
+    text: str | None = None,
+    created_by: str | None = None,
 ) -> dict[str, Any]:
     """Store the correct label of a done job and add its text to that label's examples (a new version).
 
-    The same correction again changes nothing. Raises NotFoundError (job or label set), ConflictError (job
-    not done) and InvalidInputError (label not in the label set's current version).
+    ``text`` stands in for a job that no longer keeps its own (past retention, or privacy mode). The same
+    correction again changes nothing. Raises NotFoundError (job or label set), ConflictError (job not
+    done, or its text gone and no ``text`` given) and InvalidInputError (label not in the label set's
+    current version).
     """
     job = jobs.get_job(session, job_id, tenant_id=tenant_id)
     if job.status != "done":
         raise ConflictError(f"job {job_id!r} is {job.status}; only done jobs take feedback")
+    example = text or job.text
+    if example is None:
+        raise ConflictError(
+            f"job {job_id!r} no longer keeps its text (retention or privacy mode); send the text with the label"
+        )
     # Read the document under the set's lock and write on top of exactly what was read: an edit made
     # meanwhile is either seen here or waited for, never overwritten (compare-and-set on the version).
     label_set = labelsets.lock_label_set(session, tenant_id=tenant_id, name=job.label_set_name)
@@ -38,7 +51,7 @@ def record_feedback(
     version, created = labelsets.apply_document(
         session,
         tenant_id=tenant_id,
-        doc=with_example(doc, label, job.text),
+        doc=with_example(doc, label, example),
         created_by=created_by,
         expected_version=current.version,
     )

@@ -17,7 +17,7 @@ from labelwise.integrations.base import Inbound
 from labelwise.messages import parse_message
 from labelwise.models import integrations, tenants
 from labelwise.models.tables import Integration, Job
-from labelwise.pipeline.classifying import new_job_id, publish_committed, submit_job
+from labelwise.pipeline.classifying import new_job_id, publish_committed, submit_job, with_text
 from labelwise.pipeline.common import database_errors
 
 log = logging.getLogger(__name__)
@@ -151,5 +151,5 @@ def _enqueue(
             return {"ok": True, "duplicate": True}
         job, created = submit_job(session, msg, job_id=new_job_id())
     if created:  # the event and its job are committed: if publishing fails, the reconciler publishes it
-        publish_committed(sessions, [job], publish)
+        publish_committed(sessions, [with_text(job, msg)], publish)
     return {"ok": True, "job_id": job.id}

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from labelwise.classify.classifier import Classifier
 from labelwise.errors import RetryableError
 from labelwise.pipeline.common import backoff_s
-from labelwise.pipeline.readiness import LabelReadiness
+from labelwise.pipeline.label_vectors import LabelReadiness
 from labelwise.pipeline.traffic import Refiner
 from labelwise.pipeline.working import Classified, Message, classify_batch
 from labelwise.settings import Settings

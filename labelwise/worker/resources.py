@@ -23,7 +23,7 @@ from labelwise.integrations.guard import make_client
 from labelwise.models import integrations
 from labelwise.models.db import make_engine, make_session_factory
 from labelwise.models.tables import Job
-from labelwise.pipeline.readiness import LabelReadiness
+from labelwise.pipeline.label_vectors import LabelReadiness
 from labelwise.pipeline.traffic import Refiner, TrafficPolicy
 from labelwise.pipeline.working import Classified
 from labelwise.settings import Settings

@@ -100,10 +100,16 @@ def feedback(
     job_id: JobId, body: FeedbackIn, st: State = Depends(state), who: Caller = Depends(caller)
 ) -> dict[str, Any]:
     """Stores the correction and adds the job's text to that label's examples in a new version of the label
-    set, which the next message uses. 409 unless the job is done; 422 for a label not in the set."""
+    set, which the next message uses. 409 unless the job is done, or when the job no longer keeps its text
+    (retention, privacy mode) and the body has no `text`; 422 for a label not in the set."""
     with st.sessions.begin() as session:
         return pipeline.record_feedback(
-            session, tenant_id=who.tenant_id, job_id=job_id, label=body.label, created_by=f"api {who.token_prefix}"
+            session,
+            tenant_id=who.tenant_id,
+            job_id=job_id,
+            label=body.label,
+            text=body.text,
+            created_by=f"api {who.token_prefix}",
         )
 
 

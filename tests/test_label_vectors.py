@@ -10,7 +10,7 @@ from labelwise import pipeline
 from labelwise.classify.classifier import Classifier
 from labelwise.labelset import parse_document
 from labelwise.models import labelsets, tenants
-from labelwise.pipeline.readiness import LabelReadiness
+from labelwise.pipeline.label_vectors import LabelReadiness
 
 
 def doc(examples: int, *, salt: str) -> object:
