@@ -19,6 +19,9 @@ from tests.stacks import Stack, make_stack
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 DATA = Path(__file__).parent / "data"
 ROOT = Path(__file__).parent.parent
+# Worker and CLI subprocesses (`python -m labelwise`, run from their own directories) import this checkout's
+# labelwise, not whichever one the virtualenv's editable install points at (a second worktree, say).
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
 
 
 @pytest.fixture(scope="session")
