@@ -6,7 +6,8 @@ Retryable/PermanentDeliveryError. ``send_steps`` sends them through an injected 
 skipping steps an earlier attempt completed, so a retry never posts the same reply twice.
 
 Inbound: ``verify(headers, body, secrets, now_s)`` checks the platform's signature before anything is
-parsed; ``parse(body, config)`` turns a verified event into an ``Inbound``.
+parsed; ``parse(body, config, headers)`` turns a verified event into an ``Inbound`` (headers such as
+GitHub's event name and delivery id are read only after the signature is checked).
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ class Inbound:
     target: dict[str, Any] | None = None
     answer: dict[str, Any] | None = None  # e.g. Slack's url_verification challenge
     ignored: str | None = None  # why nothing is classified
+    needs_text: bool = False  # the text is fetched from the platform (the adapter's fetch_text) once verified
 
 
 class Adapter(Protocol):
@@ -68,7 +70,7 @@ class Adapter(Protocol):
         self, headers: Mapping[str, str], body: bytes, secrets: BaseModel, now_s: float, tolerance_s: int
     ) -> None: ...
 
-    def parse(self, body: bytes, config: BaseModel) -> Inbound: ...
+    def parse(self, body: bytes, config: BaseModel, headers: Mapping[str, str] | None = None) -> Inbound: ...
 
 
 def json_request(method: str, url: str, body: dict[str, Any], auth: httpx.Auth | None = None) -> httpx.Request:

@@ -18,6 +18,8 @@ HOOK_PATHS = {
     "slack": "/hooks/slack/events?integration={id}",
     "jira": "/hooks/jira/{id}",
     "zendesk": "/hooks/zendesk/{id}",
+    "github": "/hooks/github/{id}",
+    "confluence": "/hooks/confluence/{id}",
 }
 
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
+import httpx
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -34,11 +36,16 @@ def receive_event(
     tolerance_s: int,
     max_text_chars: int,
     publish: Callable[[Job], None],
+    http: Callable[[], httpx.Client] | None = None,
 ) -> dict[str, Any]:
     """Handle one inbound webhook; returns the JSON to answer with.
 
+    An event whose text lives on the platform (a Confluence page) is fetched with a client from ``http``
+    (the outbound guard applies) unless the event was seen before.
+
     Raises NotFoundError (unknown integration), UnauthorizedError (bad signature or stale timestamp),
-    InvalidInputError (malformed body, integration without a label set). Nothing is enqueued then.
+    InvalidInputError (malformed body, integration without a label set), UpstreamUnavailableError (the
+    platform did not answer the fetch). Nothing is enqueued then.
     """
     adapter = ADAPTERS[kind]
     with database_errors(), sessions() as session:
@@ -47,7 +54,7 @@ def receive_event(
         tenant, name, label_set = row.tenant_id, row.name, row.label_set
         config = adapter.settings_model.model_validate(row.config)
     try:
-        inbound = adapter.parse(body, config)
+        inbound = adapter.parse(body, config, headers)
     except (ValueError, KeyError, TypeError, AttributeError) as e:
         raise InvalidInputError(f"malformed {kind} event: {type(e).__name__}") from e
     if inbound.answer is not None:
@@ -56,6 +63,18 @@ def receive_event(
         return {"ok": True, "ignored": inbound.ignored}
     if not label_set:
         raise InvalidInputError(f"integration {name!r} has no label_set for events coming in", field="label_set")
+    if inbound.needs_text:
+        with database_errors(), sessions() as session:
+            if integrations.event_seen(session, integration_id=row.id, event_id=inbound.event_id):
+                return {"ok": True, "duplicate": True}
+            secrets = adapter.secrets_model.model_validate(box.open(row.secrets))
+        if http is None:
+            raise InvalidInputError(f"{kind} events need an outbound HTTP client")
+        with http() as client:
+            text = adapter.fetch_text(inbound.target or {}, config, secrets, client)  # type: ignore[attr-defined]
+        if not text.strip():
+            return {"ok": True, "ignored": "empty page"}
+        inbound = replace(inbound, text=text, needs_text=False)
     return _enqueue(
         sessions,
         row_id=row.id,

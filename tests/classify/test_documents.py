@@ -28,9 +28,11 @@ OFFICE = [
 
 
 def long_document(chars: int = 10_000, *, needle: str = NEEDLE) -> str:
-    """About ``chars`` characters of office small talk with ``needle`` as the last sentence."""
-    body = " ".join(OFFICE[i % len(OFFICE)] for i in range(chars // 40))
-    return body[: body.rfind(".", 0, chars - len(needle) - 1) + 1] + " " + needle
+    """At least ``chars`` characters (within a sentence more) of office small talk, ``needle`` the last sentence."""
+    sentences: list[str] = []
+    while sum(len(s) + 1 for s in sentences) + len(needle) < chars:
+        sentences.append(OFFICE[len(sentences) % len(OFFICE)])
+    return " ".join([*sentences, needle])
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +55,7 @@ def test_short_messages_score_exactly_as_before(classifier: Classifier) -> None:
 
 def test_label_sentence_at_the_end_of_10000_characters_is_found_with_its_evidence(classifier: Classifier) -> None:
     text = long_document()
-    assert len(text) >= 9_900
+    assert 10_000 <= len(text) < 10_100
     doc = load_yaml((DATA / "tiny.yaml").read_text())
     [scored] = classifier.classify(1, doc, [text])
     assert scored.chosen == ["billing"] and not scored.abstained
