@@ -73,7 +73,9 @@ class ConfluenceAdapter:
         """``{"event": "page_created"|"page_updated", "userAccountId", "page": {"id", "version"}}``; the
         text is fetched afterwards (:meth:`fetch_text`)."""
         data = json.loads(body)
-        event = data.get("event") or data.get("webhookEvent") or (headers or {}).get("x-event-key")
+        event = data.get("event") or data.get("webhookEvent") or _event_header(headers)
+        if event is None and isinstance(data.get("page"), dict):
+            event = "page_updated"  # a page notice without its name: deduplication by version keeps it safe
         if event not in EVENTS:
             return Inbound(ignored=f"event {event!r}")
         if config.account_id and config.account_id in (data.get("userAccountId"), data.get("accountId")):
@@ -103,6 +105,13 @@ class ConfluenceAdapter:
         page = response.json()
         body = ((page.get("body") or {}).get("storage") or {}).get("value") or ""
         return "\n\n".join(t for t in (str(page.get("title") or ""), storage_to_text(body)) if t.strip())
+
+
+def _event_header(headers: Mapping[str, str] | None) -> str | None:
+    for name, value in (headers or {}).items():
+        if name.lower() in ("x-event-key", "x-atlassian-webhook-event"):
+            return value
+    return None
 
 
 def content_url(config: Settings, page_id: str) -> str:
