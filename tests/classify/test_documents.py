@@ -70,3 +70,12 @@ def test_without_windows_the_same_document_misses_the_label(encoder) -> None:  #
     doc = load_yaml((DATA / "tiny.yaml").read_text())
     [scored] = Classifier(encoder=encoder).classify(1, doc, [long_document()])
     assert scored.chosen != ["billing"]
+
+
+def test_past_the_token_budget_the_text_is_not_read_and_the_result_says_so(encoder) -> None:  # type: ignore[no-untyped-def]
+    """The needle after the budget is not read: truncated, and its label not found."""
+    small = windower_for(Path(resolve_model_path(DEFAULT_MODEL)), budget_tokens=500)
+    doc = load_yaml((DATA / "tiny.yaml").read_text())
+    [scored] = Classifier(encoder=encoder, windower=small).classify(1, doc, [long_document()])
+    assert scored.truncated is True and scored.windows < 40
+    assert all(e["end"] < 3_000 for e in scored.evidence)
