@@ -40,7 +40,11 @@ class Encoded:
         n = len(self.readings)
         sums = np.zeros((n, self.vectors.shape[1]), dtype=np.float32)
         np.add.at(sums, self.owner, self.vectors)
-        return to_unit(sums).astype(np.float32)
+        out = to_unit(sums).astype(np.float32)
+        counts = np.bincount(self.owner, minlength=n)
+        single = np.flatnonzero(counts == 1)
+        out[single] = self.vectors[np.searchsorted(self.owner, single)]  # bit-for-bit the encoder's vector
+        return out
 
     def rows(self, texts: Sequence[int]) -> Encoded:
         """The windows of the texts at positions ``texts``, renumbered 0..len(texts)-1."""

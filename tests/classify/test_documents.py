@@ -79,3 +79,11 @@ def test_past_the_token_budget_the_text_is_not_read_and_the_result_says_so(encod
     [scored] = Classifier(encoder=encoder, windower=small).classify(1, doc, [long_document()])
     assert scored.truncated is True and scored.windows < 40
     assert all(e["end"] < 3_000 for e in scored.evidence)
+
+
+def test_a_short_texts_vector_kept_as_traffic_is_the_encoders_own(classifier: Classifier) -> None:
+    texts = ["I was charged twice this month", long_document(3_000)]
+    encoded = classifier.encode(texts)
+    vectors = encoded.text_vectors()
+    assert (vectors[0] == encoded.vectors[0]).all(), "the same call's vector, not renormalised"
+    assert abs(float(vectors[1] @ vectors[1]) - 1.0) < 1e-5
