@@ -13,7 +13,8 @@
     │   └── PermanentDeliveryError     do not (other 4xx, refused address, redirect, bad config)
     └── RetryableError             a passing outage (database, broker); try again later
         ├── DatabaseUnavailableError
-        └── BrokerUnavailableError
+        ├── BrokerUnavailableError
+        └── UpstreamUnavailableError   a platform we read from (a Confluence page) did not answer
 
 A task turns ``InvalidInputError``/``NotFoundError`` into a ``failed`` job and
 ``RetryableError`` into a Celery retry with back-off.
@@ -80,6 +81,10 @@ class DatabaseUnavailableError(RetryableError):
 
 class BrokerUnavailableError(RetryableError):
     code = "broker_unavailable"
+
+
+class UpstreamUnavailableError(RetryableError):
+    code = "upstream_unavailable"
 
 
 class UnauthorizedError(LabelwiseError):

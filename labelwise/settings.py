@@ -68,7 +68,25 @@ class Settings(BaseSettings):
         2, ge=1, description="Worker processes `labelwise worker` runs (each loads the model)."
     )
     batch_size: int = Field(16, ge=1, description="Most messages a worker process encodes in one model call.")
-    max_text_chars: int = Field(20_000, ge=1, description="Longer texts fail their job with a clear error.")
+    max_text_chars: int = Field(
+        50_000,
+        ge=1,
+        description="Longer texts fail their job with a clear error. The default fits the default token "
+        "budget (8,192 tokens is about 35,000-45,000 characters of English prose).",
+    )
+    token_budget: int = Field(
+        8_192,
+        ge=1,
+        description="Most tokens of one text the model reads; a longer text is read up to here and its "
+        "result says truncated: true. Bounds each message's share of a batch's model calls.",
+    )
+    window_tokens: int = Field(
+        32,
+        ge=8,
+        description="Texts longer than the model's max_seq_length (256 tokens for all-MiniLM-L6-v2) are read "
+        "in windows of this many tokens (capped at max_seq_length), cut on sentence boundaries and "
+        "overlapping by up to a quarter; shorter texts are read whole, as before.",
+    )
     max_metadata_bytes: int = Field(
         65_536, ge=2, description="Largest job metadata, as compact JSON; larger fails the job (422 on the API)."
     )

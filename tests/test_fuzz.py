@@ -53,6 +53,12 @@ JIRA = {
     },
 }
 ZENDESK = {"ticket": {"id": 1, "subject": "Refund", "description": "charged twice"}}
+GITHUB = {
+    "action": "opened",
+    "repository": {"full_name": "acme/app"},
+    "issue": {"number": 7, "title": "Refund", "body": "I was charged twice", "labels": []},
+}
+CONFLUENCE = {"event": "page_created", "userAccountId": "u1", "page": {"id": "123", "version": 2}}
 SEEDS = {
     "task_message": [JSON + json.dumps(MESSAGE).encode(), JSON + b'{"text": "\\ud800", "metadata": {"x": 1e999}}'],
     "label_set_document": [b"\x00" + JSON + json.dumps(DOCUMENT).encode(), b"\x01\x00" + YAML.encode()],
@@ -62,6 +68,8 @@ SEEDS = {
     ],
     "jira_hook": [SIGNED_NOW_RAW + json.dumps(JIRA).encode()],
     "zendesk_hook": [b"\x01\x01" + b"\x00" + b"2026-01-01T00:00:00Z" + json.dumps(ZENDESK).encode()],
+    "github_hook": [SIGNED_NOW_RAW + json.dumps(GITHUB).encode()],
+    "confluence_hook": [SIGNED_NOW_RAW + json.dumps(CONFLUENCE).encode()],
 }
 
 

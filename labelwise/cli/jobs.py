@@ -96,6 +96,15 @@ def format_result(view: dict[str, Any]) -> str:
         lines.append(
             f"  abstained (no label cleared its threshold); reported: {', '.join(view['chosen']) or 'nothing'}"
         )
+    if (view.get("windows") or 1) > 1:
+        lines.append(
+            f"  read in {view['windows']} windows"
+            + (" (truncated: the end was not read)" if view.get("truncated") else "")
+        )
+        lines += [
+            f"  evidence for {e['label']}: characters {e['start']}-{e['end']} ({e['score']:.3f})"
+            for e in view.get("evidence") or []
+        ]
     return "\n".join(lines)
 
 

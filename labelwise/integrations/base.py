@@ -6,7 +6,8 @@ Retryable/PermanentDeliveryError. ``send_steps`` sends them through an injected 
 skipping steps an earlier attempt completed, so a retry never posts the same reply twice.
 
 Inbound: ``verify(headers, body, secrets, now_s)`` checks the platform's signature before anything is
-parsed; ``parse(body, config)`` turns a verified event into an ``Inbound``. A hook without the
+parsed; ``parse(body, config, headers)`` turns a verified event into an ``Inbound`` (headers such as
+GitHub's event name and delivery id are read only after the signature is checked). A hook without the
 integration's id in its URL is routed by ``route_key(body)`` to the one integration whose
 ``inbound_key(config)`` it equals, and only that integration's secret is tried.
 """
@@ -56,6 +57,7 @@ class Inbound:
     target: dict[str, Any] | None = None
     answer: dict[str, Any] | None = None  # e.g. Slack's url_verification challenge
     ignored: str | None = None  # why nothing is classified
+    needs_text: bool = False  # the text is fetched from the platform (the adapter's fetch_text) once verified
 
 
 class Adapter(Protocol):
@@ -70,7 +72,7 @@ class Adapter(Protocol):
         self, headers: Mapping[str, str], body: bytes, secrets: BaseModel, now_s: float, tolerance_s: int
     ) -> None: ...
 
-    def parse(self, body: bytes, config: BaseModel) -> Inbound: ...
+    def parse(self, body: bytes, config: BaseModel, headers: Mapping[str, str] | None = None) -> Inbound: ...
 
     def inbound_key(self, config: BaseModel) -> str | None:
         """The key that routes hooks without an integration id to this integration (None: such routing off)."""

@@ -56,16 +56,9 @@ class JiraAdapter(NoRouting):
             body = {"update": {"labels": [{"add": jira_label(name)} for name in chosen]}}
             steps.append(Step("labels", json_request("PUT", base, body, auth)))
         if config.comment:
-            doc = {
-                "type": "doc",
-                "version": 1,
-                "content": [
-                    {
-                        "type": "paragraph",
-                        "content": [{"type": "text", "text": summary(payload.result).replace("*", "")}],
-                    }
-                ],
-            }
+            lines = summary(payload.result, payload.text, quote="").replace("*", "").split("\n")
+            paragraphs = [{"type": "paragraph", "content": [{"type": "text", "text": line}]} for line in lines]
+            doc = {"type": "doc", "version": 1, "content": paragraphs}
             steps.append(Step("comment", json_request("POST", f"{base}/comment", {"body": doc}, auth)))
         return steps
 
@@ -76,7 +69,7 @@ class JiraAdapter(NoRouting):
         digest = hmac.new(secrets.webhook_secret.encode(), body, hashlib.sha256).hexdigest()
         check_hmac(f"sha256={digest}".encode(), header(headers, "X-Hub-Signature"))
 
-    def parse(self, body: bytes, config: Settings) -> Inbound:  # type: ignore[override]
+    def parse(self, body: bytes, config: Settings, headers: Mapping[str, str] | None = None) -> Inbound:  # type: ignore[override]
         data = json.loads(body)
         if data.get("webhookEvent") != "jira:issue_created":
             return Inbound(ignored=f"event {data.get('webhookEvent')!r}")

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_vali
 
 from labelwise.errors import InvalidInputError, PermanentDeliveryError, RetryableDeliveryError
 from labelwise.integrations.base import Inbound, Payload, Step, check_fresh, check_hmac, check_status, header
+from labelwise.integrations.evidence import evidence_quotes
 
 RETRYABLE_ERRORS = {"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
 FINE_ERRORS = {"already_reacted"}
@@ -53,12 +54,15 @@ class Secrets(BaseModel):
     )
 
 
-def summary(result: dict[str, Any]) -> str:
+def summary(result: dict[str, Any], text: str = "", *, quote: str = "> ") -> str:
+    """The reply: chosen labels with scores, then (for a long text) each label's evidence on a line
+    starting with ``quote``."""
     if result.get("abstained") and not result.get("chosen"):
         return "labelwise: no label fits"
     scores = {x["name"]: x["score"] for x in result.get("labels", [])}
     chosen = ", ".join(f"*{name}* ({scores[name]:.2f})" if name in scores else f"*{name}*" for name in result["chosen"])
-    return f"labelwise: {chosen}" + (" (fallback)" if result.get("abstained") else "")
+    head = f"labelwise: {chosen}" + (" (fallback)" if result.get("abstained") else "")
+    return "\n".join([head, *(f"{quote}{q}" for q in evidence_quotes(result, text))])
 
 
 class SlackAdapter:
@@ -86,7 +90,12 @@ class SlackAdapter:
                 call(
                     "reply",
                     "chat.postMessage",
-                    {"channel": channel, "thread_ts": thread_ts, "text": summary(result), "unfurl_links": False},
+                    {
+                        "channel": channel,
+                        "thread_ts": thread_ts,
+                        "text": summary(result, payload.text),
+                        "unfurl_links": False,
+                    },
                 )
             )
         for label in result.get("chosen", []):
@@ -133,7 +142,7 @@ class SlackAdapter:
             return None
         return route_key_of(app_id, team_id)
 
-    def parse(self, body: bytes, config: Settings) -> Inbound:  # type: ignore[override]
+    def parse(self, body: bytes, config: Settings, headers: Mapping[str, str] | None = None) -> Inbound:  # type: ignore[override]
         data = json.loads(body)
         if data.get("type") == "url_verification":
             return Inbound(answer={"challenge": str(data.get("challenge", ""))})

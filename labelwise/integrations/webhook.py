@@ -58,7 +58,7 @@ class WebhookAdapter(NoRouting):
     ) -> None:
         raise NotImplementedError("webhook integrations are outbound only")
 
-    def parse(self, body: bytes, config: BaseModel) -> Inbound:
+    def parse(self, body: bytes, config: BaseModel, headers: Mapping[str, str] | None = None) -> Inbound:
         raise NotImplementedError("webhook integrations are outbound only")
 
 

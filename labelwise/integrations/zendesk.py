@@ -57,7 +57,8 @@ class ZendeskAdapter(NoRouting):
         if tags:  # PUT .../tags adds to the ticket's tags (POST would replace them)
             steps.append(Step("tags", json_request("PUT", f"{base}/tags", {"tags": tags}, auth)))
         if config.internal_note:
-            note = {"ticket": {"comment": {"body": summary(payload.result).replace("*", ""), "public": False}}}
+            text = summary(payload.result, payload.text, quote="").replace("*", "")
+            note = {"ticket": {"comment": {"body": text, "public": False}}}
             steps.append(Step("note", json_request("PUT", f"{base}", note, auth)))
         return steps
 
@@ -77,7 +78,7 @@ class ZendeskAdapter(NoRouting):
         digest = hmac.new(secrets.webhook_secret.encode(), timestamp.encode() + body, hashlib.sha256).digest()
         check_hmac(base64.b64encode(digest), header(headers, "X-Zendesk-Webhook-Signature"))
 
-    def parse(self, body: bytes, config: Settings) -> Inbound:  # type: ignore[override]
+    def parse(self, body: bytes, config: Settings, headers: Mapping[str, str] | None = None) -> Inbound:  # type: ignore[override]
         """Expects the body the README's trigger sets up: ``{"ticket": {"id", "subject", "description"}}``."""
         ticket = json.loads(body)["ticket"]
         text = "\n\n".join(str(ticket.get(k) or "") for k in ("subject", "description") if ticket.get(k))

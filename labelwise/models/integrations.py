@@ -165,6 +165,14 @@ def remember_event(session: Session, *, integration_id: int, event_id: str) -> I
     return row
 
 
+def event_seen(session: Session, *, integration_id: int, event_id: str) -> bool:
+    """Whether an inbound event id is already recorded."""
+    query = select(InboundEvent.id).where(
+        InboundEvent.integration_id == integration_id, InboundEvent.event_id == event_id
+    )
+    return session.scalar(query) is not None
+
+
 def forget_event(session: Session, *, integration_id: int, event_id: str) -> None:
     row = session.scalar(
         select(InboundEvent).where(InboundEvent.integration_id == integration_id, InboundEvent.event_id == event_id)

@@ -19,6 +19,8 @@ HOOK_PATHS = {
     "slack": "/hooks/slack/events?integration={id}",
     "jira": "/hooks/jira/{id}",
     "zendesk": "/hooks/zendesk/{id}",
+    "github": "/hooks/github/{id}",
+    "confluence": "/hooks/confluence/{id}",
 }
 
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
+import httpx
 from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
@@ -35,11 +37,16 @@ def receive_event(
     tolerance_s: int,
     max_text_chars: int,
     publish: Callable[[Job], None],
+    http: Callable[[], httpx.Client] | None = None,
 ) -> dict[str, Any]:
     """Handle one inbound webhook; returns the JSON to answer with.
 
+    An event whose text lives on the platform (a Confluence page) is fetched with a client from ``http``
+    (the outbound guard applies) unless the event was seen before.
+
     Raises NotFoundError (unknown integration), UnauthorizedError (bad signature or stale timestamp),
-    InvalidInputError (malformed body, integration without a label set). Nothing is enqueued then.
+    InvalidInputError (malformed body, integration without a label set), UpstreamUnavailableError (the
+    platform did not answer the fetch). Nothing is enqueued then.
     """
     adapter = ADAPTERS[kind]
     with database_errors(), sessions() as session:
@@ -50,13 +57,25 @@ def receive_event(
             raise NotFoundError("this event's app and workspace are not this integration's")
         tenant, name, label_set = row.tenant_id, row.name, row.label_set
         config = adapter.settings_model.model_validate(row.config)
-    inbound = parse_verified(adapter, body, config, kind=kind)
+    inbound = parse_verified(adapter, body, config, kind=kind, headers=headers)
     if inbound.answer is not None:
         return inbound.answer
     if inbound.ignored is not None or inbound.event_id is None:
         return {"ok": True, "ignored": inbound.ignored}
     if not label_set:
         raise InvalidInputError(f"integration {name!r} has no label_set for events coming in", field="label_set")
+    if inbound.needs_text:
+        with database_errors(), sessions() as session:
+            if integrations.event_seen(session, integration_id=row.id, event_id=inbound.event_id):
+                return {"ok": True, "duplicate": True}
+            secrets = adapter.secrets_model.model_validate(box.open(row.secrets))
+        if http is None:
+            raise InvalidInputError(f"{kind} events need an outbound HTTP client")
+        with http() as client:
+            text = adapter.fetch_text(inbound.target or {}, config, secrets, client)  # type: ignore[attr-defined]
+        if not text.strip():
+            return {"ok": True, "ignored": "empty page"}
+        inbound = replace(inbound, text=text, needs_text=False)
     return _enqueue(
         sessions,
         row_id=row.id,
@@ -111,10 +130,12 @@ def check_signature(
         raise UnauthorizedError(e.message) from e
 
 
-def parse_verified(adapter: Any, body: bytes, config: Any, *, kind: str) -> Inbound:
+def parse_verified(
+    adapter: Any, body: bytes, config: Any, *, kind: str, headers: Mapping[str, str] | None = None
+) -> Inbound:
     """A verified body as an Inbound; raises InvalidInputError only, whatever the body holds."""
     try:
-        return adapter.parse(body, config)
+        return adapter.parse(body, config, headers)
     except (ValueError, KeyError, TypeError, AttributeError, IndexError, RecursionError) as e:
         raise InvalidInputError(f"malformed {kind} event: {type(e).__name__}") from e
 

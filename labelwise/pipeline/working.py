@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from labelwise.classify.base import Encoder
 from labelwise.classify.classifier import Classifier
 from labelwise.classify.labels import LabelIndex
-from labelwise.classify.scoring import Scored, score
+from labelwise.classify.scoring import Scored, score_documents
 from labelwise.classify.stored import StoredEncoder
 from labelwise.errors import RetryableError
 from labelwise.messages import MAX_METADATA_BYTES
@@ -156,12 +156,13 @@ def _own_or_first(results: list[Classified | Exception | None], i: int, first: i
 def _score(
     classifier: Classifier, todo: list[Claimed], *, sessions: sessionmaker[Session], refiner: Refiner | None
 ) -> tuple[list[Scored], np.ndarray]:
-    """Encode every text in one call, then score each against its own label set.
+    """Encode every window of every text in one call, then score each text against its own label set;
+    the vectors returned (kept as traffic) are one per text, the mean of its windows.
 
     Label vectors come from the in-process cache, else are built (label texts' embeddings from SQL
     when stored, else from the model); with a refiner, from the set's traffic as well.
     """
-    vectors = classifier.encoder.encode([c.text for c in todo])
+    encoded = classifier.encode([c.text for c in todo])
     label_encoder = StoredEncoder(classifier.encoder, sessions)
     out: list[Scored | None] = [None] * len(todo)
     for version_id, rows in rows_by(todo, lambda c: c.version_id).items():
@@ -175,9 +176,10 @@ def _score(
             label_set_id=first.label_set_id,
             seen=first.seen,
         )
-        for row, outcome in zip(rows, score(index, vectors[rows], top_k=classifier.top_k), strict=True):
+        scored = score_documents(index, encoded.rows(rows), top_k=classifier.top_k)
+        for row, outcome in zip(rows, scored, strict=True):
             out[row] = outcome
-    return [x for x in out if x is not None], vectors
+    return [x for x in out if x is not None], encoded.text_vectors()
 
 
 def classify_message(

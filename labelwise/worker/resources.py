@@ -7,6 +7,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -17,7 +18,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from labelwise.classify.base import Encoder
 from labelwise.classify.classifier import Classifier
 from labelwise.classify.labels import LabelCache
-from labelwise.classify.sentence import SentenceTransformerEncoder
+from labelwise.classify.sentence import SentenceTransformerEncoder, resolve_model_path
+from labelwise.classify.windows import windower_for
 from labelwise.crypto import SecretBox, secret_box
 from labelwise.integrations.guard import make_client
 from labelwise.models import integrations
@@ -105,7 +107,12 @@ def build_classifier(settings: Settings) -> Classifier:
         on_build=lambda refined, seconds: worker_metrics.label_index_built(refined=refined, seconds=seconds),
     )
     encoder = faults.wrap_encoder(settings, encoder)  # test-only, when LABELWISE_FAULT_INJECTION says so
-    return Classifier(encoder=TimedEncoder(encoder), top_k=settings.top_k, cache=cache)
+    windower = windower_for(
+        Path(resolve_model_path(settings.model)),
+        budget_tokens=settings.token_budget,
+        window_tokens=settings.window_tokens,
+    )
+    return Classifier(encoder=TimedEncoder(encoder), top_k=settings.top_k, cache=cache, windower=windower)
 
 
 class TimedEncoder:

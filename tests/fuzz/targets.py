@@ -26,11 +26,15 @@ SECRETS = {
     "slack": {"bot_token": "xoxb-x", "signing_secret": SECRET},
     "jira": {"api_token": "t", "webhook_secret": SECRET},
     "zendesk": {"api_token": "t", "webhook_secret": SECRET},
+    "github": {"token": "t", "webhook_secret": SECRET},
+    "confluence": {"api_token": "t", "webhook_secret": SECRET},
 }
 SETTINGS = {
     "slack": {"bot_user_id": "UBOT", "api_app_id": "A1", "team_id": "T1"},
     "jira": {"base_url": "https://acme.atlassian.net", "email": "a@b.c"},
     "zendesk": {"base_url": "https://acme.zendesk.com", "email": "a@b.c"},
+    "github": {},
+    "confluence": {"base_url": "https://acme.atlassian.net", "email": "a@b.c", "account_id": "me"},
 }
 MAX_DEPTH = 40  # deeper than the parsers' own limits (32), so the limits themselves are exercised
 
@@ -107,10 +111,13 @@ def hook(kind: str) -> Callable[[bytes], None]:
         headers = (
             signature_headers(kind, body, stamp) if signed else {"X-Slack-Signature": stamp, "X-Hub-Signature": stamp}
         )
+        if kind == "github":  # the event name and delivery id are read after the signature check
+            headers |= {"X-GitHub-Event": fdp.ConsumeUnicode(12) if fdp.ConsumeBool() else "issues"}
+            headers |= {"X-GitHub-Delivery": fdp.ConsumeUnicode(40)}
         adapter.route_key(body)
         try:
             check_signature(adapter, secrets, headers, body, now_s=now_s, tolerance_s=300)
-            parse_verified(adapter, body, config, kind=kind)
+            parse_verified(adapter, body, config, kind=kind, headers=headers)
         except LabelwiseError:
             pass
 
@@ -123,8 +130,10 @@ def signature_headers(kind: str, body: bytes, stamp: str) -> dict[str, str]:
     if kind == "slack":
         digest = hmac.new(key, b"v0:" + raw + b":" + body, hashlib.sha256).hexdigest()
         return {"X-Slack-Request-Timestamp": stamp, "X-Slack-Signature": f"v0={digest}"}
-    if kind == "jira":
+    if kind in ("jira", "confluence"):
         return {"X-Hub-Signature": "sha256=" + hmac.new(key, body, hashlib.sha256).hexdigest()}
+    if kind == "github":
+        return {"X-Hub-Signature-256": "sha256=" + hmac.new(key, body, hashlib.sha256).hexdigest()}
     import base64
 
     digest = base64.b64encode(hmac.new(key, raw + body, hashlib.sha256).digest()).decode()
@@ -137,6 +146,8 @@ TARGETS: dict[str, Callable[[bytes], None]] = {
     "slack_hook": hook("slack"),
     "jira_hook": hook("jira"),
     "zendesk_hook": hook("zendesk"),
+    "github_hook": hook("github"),
+    "confluence_hook": hook("confluence"),
 }
 
 if __name__ == "__main__":  # pragma: no cover - see tests/fuzz/run.py

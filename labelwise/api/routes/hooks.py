@@ -16,6 +16,7 @@ from labelwise.api.deps import State, state
 from labelwise.api.errors import error_json, responses
 from labelwise.api.schemas import HookAnswer
 from labelwise.errors import InvalidInputError
+from labelwise.integrations.guard import make_client
 from labelwise.worker.app import enqueue_job
 
 router = APIRouter(prefix="/hooks", tags=["inbound hooks"])
@@ -44,6 +45,7 @@ async def _receive(request: Request, st: State, *, kind: str, public_id: str | N
             tolerance_s=st.settings.inbound_tolerance_s,
             max_text_chars=st.settings.max_text_chars,
             publish=lambda job: enqueue_job(st.celery, job, queue=queue),
+            http=lambda: make_client(allow=st.settings.outbound_allow, timeout_s=st.settings.outbound_timeout_s),
         )
     except InvalidInputError as e:  # for a platform, a body it sent that we cannot use is a 400
         return error_json(400, "bad_request", e.message)
@@ -76,3 +78,21 @@ async def zendesk_hook(request: Request, integration_id: IntegrationId, st: Stat
 async def jira_hook(request: Request, integration_id: IntegrationId, st: State = Depends(state)) -> JSONResponse:
     """`jira:issue_created` is classified on summary + description; labels go back to the issue."""
     return await _receive(request, st, kind="jira", public_id=integration_id)
+
+
+@router.post("/github/{integration_id}", responses={200: DOC, **ERRORS}, summary="GitHub issues webhook")
+async def github_hook(request: Request, integration_id: IntegrationId, st: State = Depends(state)) -> JSONResponse:
+    """`issues` events (`opened`, `edited` title or body) are classified on title + body; labels are added
+    to the issue (and, with `comment`, a comment quotes the evidence). `X-Hub-Signature-256` is checked
+    before the body is parsed; a redelivery (same `X-GitHub-Delivery`) starts no second job; `ping` is
+    answered."""
+    return await _receive(request, st, kind="github", public_id=integration_id)
+
+
+@router.post("/confluence/{integration_id}", responses={200: DOC, **ERRORS}, summary="Confluence page webhook")
+async def confluence_hook(request: Request, integration_id: IntegrationId, st: State = Depends(state)) -> JSONResponse:
+    """`page_created` / `page_updated`: the page is fetched from the REST API (storage format as plain text),
+    classified as a long document, and labels are added to it. Events are deduplicated by page and
+    version, so our own label edits (which keep the version) never start another round; 503 when
+    Confluence did not answer the fetch (its retry is then classified)."""
+    return await _receive(request, st, kind="confluence", public_id=integration_id)

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from labelwise.api.deps import Caller, State, caller, state
 from labelwise.api.errors import ApiError, responses
-from labelwise.api.schemas import LabelScore, LabelSetIn, SetName
+from labelwise.api.schemas import Evidence, LabelScore, LabelSetIn, SetName
 from labelwise.api.waiting import TooManyWaits, preview_and_wait, preview_cap
 from labelwise.errors import BrokerUnavailableError, InvalidDocumentError
 from labelwise.evaluate import Row
@@ -49,6 +49,11 @@ class PreviewResult(BaseModel):
     labels: list[LabelScore] = Field(description="Every label of the document with its score, best first.")
     chosen: list[str] = Field(description="Labels chosen (the fallback label when abstaining).")
     abstained: bool
+    windows: int | None = Field(None, description="How many model windows read the text (1 when it fits one).")
+    truncated: bool | None = Field(None, description="True when the token budget cut the text.")
+    evidence: list[Evidence] = Field(
+        default_factory=list, description="Per chosen label, the character span of its best window (see jobs)."
+    )
 
 
 class PreviewOut(BaseModel):
