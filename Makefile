@@ -17,7 +17,7 @@ PYTEST_ARGS ?=
 PORT ?= 8000
 export HF_HUB_OFFLINE := 1
 
-.PHONY: install run test test-fast lint deploy-check clean
+.PHONY: install run test test-fast lint deploy-check bench-short clean
 
 install: $(STAMP)
 
@@ -51,6 +51,12 @@ lint: install
 # and the compose smoke test (the compose file's own labelwise services against local servers).
 deploy-check: install
 	$(PY) -m pytest tests/test_deploy.py $(PYTEST_ARGS)
+
+# Short runs of the long benchmarks, so they cannot rot; each exits non-zero when its targets are missed
+# (the chaos run: nothing lost, stuck or classified twice, on three stacks with its own throwaway servers).
+bench-short: install
+	$(PY) bench/chaos.py --short
+	$(PY) bench/pipeline.py --n 1000
 
 clean:
 	rm -rf $(VENV) .labelwise .pytest_cache

@@ -315,24 +315,56 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--cache-dir", type=Path, default=Path(tempfile.gettempdir()) / "labelwise-bench-cache")
+    parser.add_argument(
+        "--precision",
+        nargs="+",
+        choices=["fp32", "int8"],
+        default=["fp32"],
+        help="The worker's ONNX encoder at LABELWISE_PRECISION fp32 (the exported weights) or int8 (quantized). "
+        "Both: every figure side by side with the difference in points.",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     parser.add_argument(
         "--corrections", action="store_true", help="only the corrections learning curve (0-8 per label)"
     )
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from labelwise.classify.sentence import SentenceTransformerEncoder
-
-    raw = SentenceTransformerEncoder(threads=os.cpu_count() or 1)
-    enc = CachedEncoder(raw, args.cache_dir)
-    b = Bench(enc)
     if args.corrections:
-        corrections_only(b, args.data_dir, as_json=args.json)
+        corrections_only(
+            Bench(CachedEncoder(encoder_for("fp32", args.cache_dir), args.cache_dir)), args.data_dir, as_json=args.json
+        )
         return
-    bank_test, bank_train = (read_rows(args.data_dir / "banking77" / f) for f in ("test.csv", "train.csv"))
-    ag_all = read_rows(args.data_dir / "agnews" / "test.csv")
+    results = {precision: run(args.data_dir, args.cache_dir, precision) for precision in dict.fromkeys(args.precision)}
+    if len(results) == 1:
+        (result,) = results.values()
+        print(json.dumps(result, indent=2)) if args.json else print_table(result)
+        return
+    comparison = compare(results["fp32"], results["int8"])
+    if args.json:
+        print(json.dumps({**results, "comparison": comparison}, indent=2))
+        return
+    for precision, result in results.items():
+        print(f"=== {precision} ===")
+        print_table(result)
+        print()
+    print_comparison(comparison)
+
+
+def encoder_for(precision: str, cache_dir: Path) -> Any:
+    """The worker's own encoder (the ONNX backend, the default) at that precision."""
+    from labelwise.classify.onnx import OnnxEncoder
+
+    return OnnxEncoder(cache_dir=cache_dir / "onnx", threads=os.cpu_count() or 1, quantize=precision == "int8")
+
+
+def run(data_dir: Path, cache_dir: Path, precision: str) -> dict[str, Any]:
+    raw = encoder_for(precision, cache_dir)
+    enc = CachedEncoder(raw, cache_dir)
+    b = Bench(enc)
+    bank_test, bank_train = (read_rows(data_dir / "banking77" / f) for f in ("test.csv", "train.csv"))
+    ag_all = read_rows(data_dir / "agnews" / "test.csv")
     ag_test, ag_rest = ag_all[:3000], ag_all[3000:]
-    print("encoding datasets (cached after the first run)", file=sys.stderr, flush=True)
+    print(f"{precision}: encoding datasets (cached after the first run)", file=sys.stderr, flush=True)
     for rows in (bank_test, bank_train, ag_test, ag_rest):
         enc.encode([r.text for r in rows])
     enc.save()
@@ -341,8 +373,8 @@ def main() -> None:
         for ds in ("banking77", "agnews")
     }
     traffic = {
-        "banking77": Traffic("bank-train", enc.encode([r.text for r in bank_train])),
-        "agnews": Traffic("ag-3001+", enc.encode([r.text for r in ag_rest])),
+        "banking77": Traffic(f"bank-train-{precision}", enc.encode([r.text for r in bank_train])),
+        "agnews": Traffic(f"ag-3001+-{precision}", enc.encode([r.text for r in ag_rest])),
     }
     examples = {
         ds: draw_examples(pool, [x.name for x in docs[ds]["names"].labels], seed=0)
@@ -374,10 +406,35 @@ def main() -> None:
     shots = shots.model_copy(update={"calibration": Calibration(**result["calibration"]["banking77"]["calibration"])})
     result["overhead"] = overhead(raw, b, docs["banking77"]["names"], shots, [r.text for r in bank_test[:200]])
     enc.save()
-    if args.json:
-        print(json.dumps(result, indent=2))
-    else:
-        print_table(result)
+    return result
+
+
+def compare(fp32: dict[str, Any], int8: dict[str, Any]) -> dict[str, Any]:
+    """Every accuracy row of the two tables (and the open set's AUROC), int8 minus fp32 in points."""
+    rows = []
+    for ds in ("banking77", "agnews"):
+        for key, a in fp32[ds].items():
+            rows.append({"row": f"{ds}: {key}", "fp32": a, "int8": int8[ds][key], "points": (int8[ds][key] - a) * 100})
+    for key, v in fp32["open_set"].items():
+        if not key.startswith("_"):
+            b = int8["open_set"][key]["auroc"]
+            rows.append(
+                {"row": f"open set AUROC: {key}", "fp32": v["auroc"], "int8": b, "points": (b - v["auroc"]) * 100}
+            )
+    worst = min(rows, key=lambda r: r["points"])
+    speed = fp32["overhead"]["encode_ms"] / int8["overhead"]["encode_ms"]
+    return {"rows": rows, "worst": worst, "within_half_point": worst["points"] >= -0.5, "encode_speedup": speed}
+
+
+def print_comparison(c: dict[str, Any]) -> None:
+    print(f"{'int8 vs fp32':72s} {'fp32':>7s} {'int8':>7s} {'points':>7s}")
+    for r in c["rows"]:
+        print(f"{r['row']:72s} {r['fp32']:7.4f} {r['int8']:7.4f} {r['points']:+7.2f}")
+    w = c["worst"]
+    print(
+        f"\nworst: {w['row']} {w['points']:+.2f} points; within 0.5 points of fp32: "
+        f"{'yes' if c['within_half_point'] else 'no'}; int8 encodes {c['encode_speedup']:.2f}x as fast"
+    )
 
 
 CORRECTIONS = (0, 1, 2, 4, 8)

@@ -21,6 +21,7 @@ worker's peak RSS.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import signal
 import sys
@@ -72,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kill-every", type=float, default=3.0, help="seconds between worker SIGKILLs")
     parser.add_argument("--short", action="store_true", help="the CI version: 200 messages, faults every second")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--keep", type=Path, help="keep each stack's logs and files in this directory")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _interrupt)  # stop our servers and processes on SIGTERM as on Ctrl-C
@@ -85,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown stack(s) {', '.join(unknown)}; choose from {', '.join(STACKS)}")
     results: dict[str, Any] = {}
-    with tempfile.TemporaryDirectory(prefix="labelwise-chaos-") as tmp:
+    with contextlib.ExitStack() as cleanup:
+        tmp = args.keep or cleanup.enter_context(tempfile.TemporaryDirectory(prefix="labelwise-chaos-"))
         for stack in stacks:
             started = time.monotonic()
             results[stack] = run_stack(stack, plan, home=Path(tmp) / stack, log=None if args.json else _progress)

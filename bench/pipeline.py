@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+from cryptography.fernet import Fernet
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -116,6 +117,7 @@ def run(kind: str, *, n: int, batch_size: int, home: Path, extra_env: dict[str, 
             "LABELWISE_DATABASE_URL": database_url,
             "LABELWISE_BROKER_URL": broker_url,
             "LABELWISE_QUEUE": queue,
+            "LABELWISE_SECRET_KEY": Fernet.generate_key().decode(),
             "LABELWISE_WORKER_PROCESSES": "1",
             "LABELWISE_BATCH_SIZE": str(batch_size),
             "LABELWISE_LOG_LEVEL": "WARNING",

@@ -26,6 +26,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from cryptography.fernet import Fernet
+
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
@@ -61,7 +63,8 @@ def stack_env(kind: str) -> Iterator[dict[str, str]]:
 
     with postgres_database() as url:
         yield {"LABELWISE_DATABASE_URL": url, "LABELWISE_BROKER_URL": REDIS_URL,
-               "LABELWISE_QUEUE": f"preview-bench-{uuid.uuid4().hex[:8]}"}  # fmt: skip
+               "LABELWISE_QUEUE": f"preview-bench-{uuid.uuid4().hex[:8]}",
+               "LABELWISE_SECRET_KEY": Fernet.generate_key().decode()}  # fmt: skip
 
 
 def page_latencies(server: Server, token: str, texts: list[str], profile: Path) -> list[float]:

@@ -28,6 +28,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from cryptography.fernet import Fernet
+
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
@@ -82,6 +84,7 @@ def worker_env(env: dict[str, str], *, home: Path, database_url: str, broker_url
         "LABELWISE_BROKER_URL": broker_url,
         "LABELWISE_QUEUE": queue,
         "LABELWISE_LOG_LEVEL": "WARNING",
+        "LABELWISE_SECRET_KEY": env.get("LABELWISE_SECRET_KEY") or Fernet.generate_key().decode(),
         "HF_HUB_OFFLINE": "1",
     }
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
-from labelwise.errors import LabelwiseError
+from labelwise.errors import ConfigurationError, LabelwiseError
 from labelwise.settings import Settings
 
 
@@ -22,6 +22,13 @@ class SecretBox:
     def seal(self, secrets: dict[str, Any]) -> str:
         return self._fernet.encrypt(json.dumps(secrets, sort_keys=True).encode()).decode()
 
+    def rotate(self, token: str) -> str:
+        """The same secrets encrypted with the first key (raises LabelwiseError when no key opens it)."""
+        try:
+            return self._fernet.rotate(token.encode()).decode()
+        except InvalidToken as e:
+            raise LabelwiseError("integration secrets cannot be decrypted with LABELWISE_SECRET_KEY") from e
+
     def open(self, token: str) -> dict[str, Any]:
         try:
             data = json.loads(self._fernet.decrypt(token.encode()))
@@ -32,11 +39,34 @@ class SecretBox:
         return data
 
 
+MAKE_KEY = (
+    "make one with `labelwise secret-key` (or: python -c "
+    "'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())')"
+)
+
+
+def require_secret_key(settings: Settings) -> None:
+    """Raises ConfigurationError when a shared database or broker is set without LABELWISE_SECRET_KEY:
+    each host would make its own key file, and secrets sealed on one could not be opened on another."""
+    if settings.secret_key is None and settings.shares_services():
+        raise ConfigurationError(
+            "LABELWISE_SECRET_KEY is required with a PostgreSQL database or a Redis/RabbitMQ broker "
+            f"(set the same one on every API and worker host); {MAKE_KEY}"
+        )
+
+
+def new_key() -> str:
+    return Fernet.generate_key().decode()
+
+
 def secret_box(settings: Settings) -> SecretBox:
     """The box for these settings: LABELWISE_SECRET_KEY, else a key file under HOME (made once, mode 0600)."""
     if settings.secret_key is not None:
         keys = [k.strip().encode() for k in settings.secret_key.get_secret_value().split(",") if k.strip()]
-        return SecretBox(keys)
+        try:
+            return SecretBox(keys)
+        except ValueError as e:  # not 32 url-safe base64-encoded bytes
+            raise ConfigurationError(f"LABELWISE_SECRET_KEY holds a key that is not a Fernet key; {MAKE_KEY}") from e
     return SecretBox([_home_key(settings.home / "secret.key")])
 
 

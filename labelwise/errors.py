@@ -3,15 +3,18 @@
     LabelwiseError                 base of everything we raise on purpose
     ├── NotFoundError              a tenant, label set, version or job does not exist (for this tenant)
     ├── ConflictError              the request contradicts what is stored (e.g. key reused)
+    │   └── VersionConflictError   a compare-and-set found another current version (If-Match)
     ├── InvalidInputError          bad input from a caller; ``field`` names the culprit
     │   └── InvalidDocumentError   a label-set document fails validation (``errors`` lists each)
     ├── UnauthorizedError          an inbound webhook's signature or timestamp does not check out
+    ├── ConfigurationError         settings that must not run (e.g. no LABELWISE_SECRET_KEY beside PostgreSQL)
     ├── DeliveryError              sending a result to an integration failed
     │   ├── RetryableDeliveryError     try again (5xx, 408, 409, 429, timeout); ``retry_after_s`` from the peer
     │   └── PermanentDeliveryError     do not (other 4xx, refused address, redirect, bad config)
     └── RetryableError             a passing outage (database, broker); try again later
         ├── DatabaseUnavailableError
-        └── BrokerUnavailableError
+        ├── BrokerUnavailableError
+        └── UpstreamUnavailableError   a platform we read from (a Confluence page) did not answer
 
 A task turns ``InvalidInputError``/``NotFoundError`` into a ``failed`` job and
 ``RetryableError`` into a Celery retry with back-off.
@@ -38,6 +41,14 @@ class NotFoundError(LabelwiseError):
 
 class ConflictError(LabelwiseError):
     code = "conflict"
+
+
+class VersionConflictError(ConflictError):
+    code = "version_conflict"
+
+    def __init__(self, message: str, *, current_version: int | None = None) -> None:
+        super().__init__(message)
+        self.current_version = current_version
 
 
 class InvalidInputError(LabelwiseError):
@@ -72,8 +83,16 @@ class BrokerUnavailableError(RetryableError):
     code = "broker_unavailable"
 
 
+class UpstreamUnavailableError(RetryableError):
+    code = "upstream_unavailable"
+
+
 class UnauthorizedError(LabelwiseError):
     code = "unauthorized"
+
+
+class ConfigurationError(LabelwiseError):
+    code = "configuration"
 
 
 class DeliveryError(LabelwiseError):

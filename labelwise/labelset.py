@@ -16,6 +16,8 @@ MAX_LABELS = 1_000
 MAX_DESCRIPTION_CHARS = 2_000
 MAX_EXAMPLES = 100
 MAX_EXAMPLE_CHARS = 2_000
+MAX_TEXTS = 5_000  # names-with-descriptions and examples: what a worker embeds for one version
+MAX_CHARS = 500_000  # their characters, all together
 OPTIONAL_SET_FIELDS = ("margin", "refine_from_traffic", "calibration")
 
 SetName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
@@ -120,8 +122,14 @@ class LabelSetDocument(BaseModel):
         return hashlib.sha256(self.to_canonical_json().encode()).hexdigest()
 
 
-def parse_document(data: Any, *, max_labels: int = MAX_LABELS) -> LabelSetDocument:
-    """Validate a decoded document; raises InvalidDocumentError listing every problem by field."""
+def parse_document(
+    data: Any, *, max_labels: int = MAX_LABELS, max_texts: int = MAX_TEXTS, max_chars: int = MAX_CHARS
+) -> LabelSetDocument:
+    """Validate a decoded document; raises InvalidDocumentError listing every problem by field.
+
+    Besides each field's own limits, the whole document may hold at most ``max_texts`` texts to embed
+    (one per label, one per example) and ``max_chars`` characters in them: what one version costs a
+    worker to embed is bounded, whoever writes it."""
     try:
         doc = LabelSetDocument.model_validate(data)
     except ValidationError as e:
@@ -138,10 +146,34 @@ def parse_document(data: Any, *, max_labels: int = MAX_LABELS) -> LabelSetDocume
             if label.name in seen:
                 problems.append({"field": f"labels.{i}.name", "message": f"duplicate label name {label.name!r}"})
             seen.add(label.name)
+    problems += size_problems(doc, max_texts=max_texts, max_chars=max_chars)
     if problems:
         summary = "; ".join(f"{x['field']}: {x['message']}" for x in problems)
         raise InvalidDocumentError(f"invalid label set: {summary}", errors=problems)
     return doc
+
+
+def size_problems(doc: LabelSetDocument, *, max_texts: int, max_chars: int) -> list[dict[str, str]]:
+    """The document's totals over their caps, as field problems (none when within)."""
+    texts = sum(1 + len(label.examples) for label in doc.labels)
+    chars = sum(len(x.name) + len(x.description) + sum(len(e) for e in x.examples) for x in doc.labels)
+    problems = []
+    if texts > max_texts:
+        message = f"{texts} texts to embed (labels plus examples); at most {max_texts} are allowed"
+        problems.append({"field": "labels", "message": message})
+    if chars > max_chars:
+        message = f"{chars} characters in names, descriptions and examples; at most {max_chars} are allowed"
+        problems.append({"field": "labels", "message": message})
+    return problems
+
+
+def document_limits(settings: Any) -> dict[str, int]:
+    """parse_document's caps from Settings (``max_labels``, ``max_label_set_texts``, ``max_label_set_chars``)."""
+    return {
+        "max_labels": settings.max_labels,
+        "max_texts": settings.max_label_set_texts,
+        "max_chars": settings.max_label_set_chars,
+    }
 
 
 def load_yaml(text: str) -> LabelSetDocument:

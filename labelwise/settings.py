@@ -68,7 +68,25 @@ class Settings(BaseSettings):
         2, ge=1, description="Worker processes `labelwise worker` runs (each loads the model)."
     )
     batch_size: int = Field(16, ge=1, description="Most messages a worker process encodes in one model call.")
-    max_text_chars: int = Field(20_000, ge=1, description="Longer texts fail their job with a clear error.")
+    max_text_chars: int = Field(
+        50_000,
+        ge=1,
+        description="Longer texts fail their job with a clear error. The default fits the default token "
+        "budget (8,192 tokens is about 35,000-45,000 characters of English prose).",
+    )
+    token_budget: int = Field(
+        8_192,
+        ge=1,
+        description="Most tokens of one text the model reads; a longer text is read up to here and its "
+        "result says truncated: true. Bounds each message's share of a batch's model calls.",
+    )
+    window_tokens: int = Field(
+        32,
+        ge=8,
+        description="Texts longer than the model's max_seq_length (256 tokens for all-MiniLM-L6-v2) are read "
+        "in windows of this many tokens (capped at max_seq_length), cut on sentence boundaries and "
+        "overlapping by up to a quarter; shorter texts are read whole, as before.",
+    )
     max_metadata_bytes: int = Field(
         65_536, ge=2, description="Largest job metadata, as compact JSON; larger fails the job (422 on the API)."
     )
@@ -139,12 +157,43 @@ class Settings(BaseSettings):
         "histogram (one series per tenant and set). Off: no tenant names in metrics.",
     )
     max_labels: int = Field(1_000, ge=1, description="Most labels a label set may have.")
+    max_label_set_texts: int = Field(
+        5_000,
+        ge=1,
+        description="Most texts one label-set document gives the worker to embed (one per label plus one per "
+        "example); more: 422.",
+    )
+    max_label_set_chars: int = Field(
+        500_000, ge=1, description="Most characters in a label-set document's names, descriptions and examples."
+    )
     max_body_bytes: int = Field(1_048_576, ge=1_024, description="Largest HTTP request body; larger: 413.")
+    max_page_bytes: int = Field(
+        1_048_576,
+        ge=1_024,
+        description="GET /v1/jobs: a page ends before its jobs pass this many bytes of JSON (at least one "
+        "job; next_cursor continues), so large metadata never builds a huge response.",
+    )
+    metrics_token: SecretStr | None = Field(
+        None,
+        description="When set, the API's GET /metrics needs `Authorization: Bearer <this>` (401 otherwise).",
+    )
+    metrics_cache_s: float = Field(
+        10.0,
+        ge=0,
+        description="The API's /metrics counts jobs and deliveries per status at most once per this many "
+        "seconds (scrapes in between reuse the counts).",
+    )
     rate_limit_per_min: int = Field(
         0, ge=0, description="Requests per minute per tenant on /v1 (per API process); 0: no limit."
     )
     sync_timeout_s: float = Field(
         10.0, gt=0, description="How long POST /v1/classify waits for the worker before answering 202."
+    )
+    sync_max_waits: int = Field(
+        8,
+        ge=1,
+        description="POST /v1/classify calls one tenant may have waiting at once, per API process (429 with "
+        "Retry-After above; the waits hold no thread, so other tenants' requests are not slowed).",
     )
     preview_timeout_s: float = Field(
         10.0, gt=0, description="How long POST /v1/preview and the console's live preview wait for the worker."
@@ -160,10 +209,48 @@ class Settings(BaseSettings):
         "earlier when the token is revoked or the admin signs out.",
     )
 
+    admin_token: SecretStr | None = Field(
+        None,
+        description="Operator token for the /v1/admin routes (tenant deletion, export, import, retention and "
+        "privacy of any tenant), sent as `Authorization: Bearer <token>`. Unset: those routes answer 404.",
+    )
+    retention_days: int = Field(
+        30,
+        ge=1,
+        description="Days a job keeps its text and metadata (a tenant may set its own); then the purge removes "
+        "them and keeps the result, label-set version, status and timestamps. Console previews and "
+        "evaluations older than it are deleted.",
+    )
+    delivery_keep_days: int = Field(
+        7,
+        ge=1,
+        description="Days a settled delivery (delivered or dead) is kept for replay and inspection; pending "
+        "and retrying ones are never pruned.",
+    )
+    inbound_dedupe_days: int = Field(
+        7,
+        ge=1,
+        description="Days an inbound platform event id is remembered, so the platform's retries of it start "
+        "nothing twice (Slack, Jira and Zendesk retry within hours).",
+    )
+    purge_interval_s: float = Field(
+        60.0,
+        gt=0,
+        description="How often one worker (whoever holds the purge lease) runs the retention purge.",
+    )
+    purge_batch: int = Field(
+        1_000, ge=1, description="Rows the purge changes per transaction (small: it never holds locks for long)."
+    )
+    purge_pause_s: float = Field(
+        0.05, ge=0, description="Pause between two purge transactions, leaving the database to classification."
+    )
+
     secret_key: SecretStr | None = Field(
         None,
         description="Fernet key(s) encrypting integration secrets at rest, comma-separated: the first "
-        "encrypts, all decrypt (rotation). Unset: a key file is made under HOME on first use.",
+        "encrypts, all decrypt (rotation: 'new,old', then `labelwise secret-key rekey`, then 'new'). Required "
+        "with a PostgreSQL database or a Redis/RabbitMQ broker (`labelwise api` and `labelwise worker` refuse "
+        "to start without it); unset on the embedded defaults: a key file is made under HOME on first use.",
     )
     outbound_allow: str = Field(
         "",
@@ -176,14 +263,22 @@ class Settings(BaseSettings):
         2.0, gt=0, description="First retry delay; doubling per attempt (with jitter), up to the cap."
     )
     delivery_backoff_max_s: float = Field(3600.0, gt=0, description="Cap of the delay between delivery attempts.")
+    max_hook_body_bytes: int = Field(
+        262_144,
+        ge=1_024,
+        description="Largest body of an inbound platform webhook (/hooks/...); larger: 413 before the "
+        "signature is checked, so an unsigned request costs at most this much work.",
+    )
     inbound_tolerance_s: int = Field(300, ge=1, description="How old a signed inbound webhook may be.")
     max_response_bytes: int = Field(
         65_536, ge=1_024, description="Most bytes of an outbound response's body that a delivery reads."
     )
     fault_injection: str | None = Field(
         None,
-        description="Testing only (bench/chaos.py): 'api-exit-before-publish' makes the API process exit "
-        "between committing a job and publishing it, to prove the reconciler recovers it.",
+        description="Testing only (bench/chaos.py, the tests): 'api-exit-before-publish=P' makes the API process "
+        "exit between committing a job and publishing it (with probability P), to prove the reconciler recovers "
+        "it; 'worker-exit-on-text=MARKER' makes a worker exit when it is about to encode a text containing "
+        "MARKER (a message that kills its worker).",
     )
 
     def resolved_database_url(self) -> str:
@@ -201,6 +296,13 @@ class Settings(BaseSettings):
         if self.broker_url:
             return self.broker_url
         return f"sqla+sqlite:///{(self.home / 'broker.sqlite').resolve()}"
+
+    def shares_services(self) -> bool:
+        """Whether a database or broker other than the embedded SQLite files is set (several hosts may
+        then run API and workers against them, so they must share one LABELWISE_SECRET_KEY)."""
+        database = (self.database_url or "sqlite").startswith("sqlite")
+        broker = (self.broker_url or "sqla+sqlite").startswith(("sqla+sqlite", "sqlite"))
+        return not (database and broker)
 
     def ensure_home(self) -> None:
         """Create HOME when an embedded default lives there."""

@@ -69,3 +69,17 @@ def test_unknown_things_are_clear_errors(run) -> None:  # type: ignore[no-untype
         run("classify", " ", "--tenant", "t", "--label-set", "s", code=1)["error"]["message"]
         == "text: must not be empty"
     )
+
+
+def test_the_human_result_says_how_a_long_text_was_read() -> None:
+    from labelwise.cli.jobs import format_result
+
+    view = {
+        "job_id": "j", "status": "done", "label_set": "tiny", "label_set_version": 1, "model": "m",
+        "labels": [{"name": "billing", "score": 0.4}], "chosen": ["billing"], "abstained": False, "error": None,
+        "windows": 112, "truncated": True,
+        "evidence": [{"label": "billing", "start": 9880, "end": 9957, "score": 0.66}],
+    }  # fmt: skip
+    text = format_result(view)
+    assert "read in 112 windows (truncated" in text and "evidence for billing: characters 9880-9957" in text
+    assert "windows" not in format_result({**view, "windows": 1, "evidence": []})

@@ -86,3 +86,23 @@ def test_calibration_is_optional_and_its_slopes_cannot_be_negative() -> None:
     with pytest.raises(InvalidDocumentError) as info:
         parse_document(doc(calibration={"score": -1.0}))
     assert info.value.errors[0]["field"] == "calibration.score"
+
+
+def test_a_document_over_its_total_texts_or_characters_is_refused_by_field() -> None:
+    """Each label within its own limits, the whole too big to embed: InvalidDocumentError naming labels."""
+    from labelwise.labelset import parse_document
+
+    many = {
+        "name": "big",
+        "labels": [{"name": f"l{i}", "examples": [f"e{i} {j}" for j in range(100)]} for i in range(50)],
+    }
+    with pytest.raises(InvalidDocumentError, match="5050 texts to embed") as e:
+        parse_document(many)
+    assert e.value.errors[0]["field"] == "labels"
+    long = {
+        "name": "long",
+        "labels": [{"name": f"l{i}", "examples": ["x" * 1_990 + str(j) for j in range(100)]} for i in range(3)],
+    }
+    with pytest.raises(InvalidDocumentError, match="characters in names, descriptions and examples"):
+        parse_document(long)
+    assert parse_document(many, max_texts=6_000).name == "big"

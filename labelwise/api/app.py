@@ -12,7 +12,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from labelwise import __version__, console
 from labelwise.api import errors
 from labelwise.api.deps import RateLimiter, State
-from labelwise.api.routes import health, hooks, integrations, jobs, labelsets, metrics, previews
+from labelwise.api.routes import admin, health, hooks, integrations, jobs, labelsets, metrics, previews, tenant
 from labelwise.crypto import secret_box
 from labelwise.models.db import make_engine, make_session_factory
 from labelwise.settings import Settings
@@ -63,7 +63,7 @@ def create_app(settings: Settings) -> FastAPI:
         return response
 
     errors.install(app)
-    for module in (jobs, labelsets, previews, integrations, hooks, health, metrics):
+    for module in (jobs, labelsets, previews, integrations, tenant, hooks, health, metrics, admin):
         app.include_router(module.router)
     console.install(app)  # the tenant admin console under /console, /docs, /redoc
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)  # type: ignore[arg-type]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import math
 import threading
 import time
@@ -60,6 +61,19 @@ def caller(
             429, "rate_limited", "too many requests for this tenant", {"Retry-After": str(math.ceil(wait_s))}
         )
     return Caller(tenant_id=tenant.id, tenant=tenant.name, token_prefix=credentials.credentials[:10])
+
+
+def operator(
+    st: State = Depends(state),
+    credentials: HTTPAuthorizationCredentials | None = Depends(bearer),
+) -> None:
+    """The caller holds the operator token (LABELWISE_ADMIN_TOKEN); 404 when none is set, 401 otherwise."""
+    expected = st.settings.admin_token.get_secret_value() if st.settings.admin_token else ""
+    if not expected:
+        raise ApiError(404, "not_found", "the operator routes are off (set LABELWISE_ADMIN_TOKEN)")
+    given = credentials.credentials if credentials is not None and credentials.scheme.lower() == "bearer" else ""
+    if not hmac.compare_digest(given.encode(), expected.encode()):
+        raise ApiError(401, "unauthorized", "missing or wrong operator token", {"WWW-Authenticate": "Bearer"})
 
 
 class RateLimiter:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from labelwise.api.schemas import ErrorOut
@@ -20,6 +22,7 @@ from labelwise.errors import (
     UnauthorizedError,
 )
 
+log = logging.getLogger(__name__)
 STATUS = {UnauthorizedError: 401, NotFoundError: 404, ConflictError: 409, InvalidInputError: 422, RetryableError: 503}
 HTTP_CODES = {
     400: "bad_request",
@@ -72,6 +75,22 @@ def install(app: FastAPI) -> None:
         if isinstance(e, UnauthorizedError):
             headers = {"WWW-Authenticate": "Bearer"}
         return error_json(_status_of(e), e.code, e.message, fields=fields, headers=headers)
+
+    @app.exception_handler(IntegrityError)
+    async def _integrity(_: Request, e: IntegrityError) -> JSONResponse:  # a concurrent writer won the race
+        log.info("integrity conflict: %s", e.orig or e)
+        return error_json(409, "conflict", "a concurrent request changed the same object first; read it and retry")
+
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(InterfaceError)
+    async def _database(_: Request, e: DBAPIError) -> JSONResponse:  # the driver's text names host, port, user
+        log.warning("database unavailable: %s", e.orig or e)
+        return error_json(503, "database_unavailable", "database unavailable", headers={"Retry-After": "5"})
+
+    @app.exception_handler(Exception)
+    async def _internal(_: Request, e: Exception) -> JSONResponse:  # logged in full, answered without internals
+        log.exception("unhandled error: %s", type(e).__name__)
+        return error_json(500, "internal_error", "internal error")
 
     @app.exception_handler(ApiError)
     async def _api(_: Request, e: ApiError) -> JSONResponse:

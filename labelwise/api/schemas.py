@@ -9,7 +9,15 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from labelwise.labelset import Label, Threshold
 
-Text = Annotated[str, Field(description="The message to classify.", examples=["I was charged twice this month"])]
+Text = Annotated[
+    str,
+    Field(
+        description="The message or document to classify. A text longer than the model's window is read in "
+        "overlapping windows (on sentence boundaries) up to LABELWISE_TOKEN_BUDGET tokens; longer than "
+        "LABELWISE_MAX_TEXT_CHARS characters fails the job.",
+        examples=["I was charged twice this month"],
+    ),
+]
 SetName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
 
 
@@ -42,6 +50,15 @@ class LabelScore(BaseModel):
     score: float = Field(description="Cosine similarity in [-1, 1].")
 
 
+class Evidence(BaseModel):
+    label: str = Field(description="A chosen label.")
+    start: int = Field(
+        description="Character offset (in the job's text) where the window that scored highest for it starts."
+    )
+    end: int = Field(description="Character offset where that window ends (exclusive): text[start:end] is the passage.")
+    score: float = Field(description="That window's score for the label.")
+
+
 class JobOut(BaseModel):
     """A job in the result shape; `labels` and `chosen` are filled once `status` is `done`."""
 
@@ -63,6 +80,17 @@ class JobOut(BaseModel):
     warnings: list[str] = Field(
         default_factory=list,
         description="What went wrong besides the classification, e.g. a reply_to naming no integration.",
+    )
+    windows: int | None = Field(
+        None, description="How many model windows read the text (1 for a text that fits one); null until done."
+    )
+    truncated: bool | None = Field(
+        None, description="True when the text was longer than the token budget and its end was not read."
+    )
+    evidence: list[Evidence] = Field(
+        default_factory=list,
+        description="For each chosen label (not the fallback): the character span of the window that scored "
+        "highest for it, so a reply can quote the passage.",
     )
 
 
@@ -163,7 +191,7 @@ class IntegrationIn(BaseModel):
         },
     )
 
-    kind: Literal["webhook", "slack", "jira", "zendesk"]
+    kind: Literal["webhook", "slack", "jira", "zendesk", "github", "confluence"]
     label_set: SetName | None = Field(None, description="Label set that events coming in from the platform use.")
     settings: dict[str, Any] = Field(default_factory=dict, description="Kind-specific settings.")
     secrets: dict[str, Any] | None = Field(
@@ -192,6 +220,11 @@ class FeedbackIn(BaseModel):
     label: Annotated[str, StringConstraints(min_length=1, max_length=100)] = Field(
         description="The right label; it must be in the label set's current version."
     )
+    text: Annotated[str, StringConstraints(min_length=1, max_length=20_000)] | None = Field(
+        None,
+        description="The message's text again, for a job that no longer keeps it (past the tenant's retention, "
+        "or privacy mode); it becomes the example. Without it such a job answers 409.",
+    )
 
 
 class FeedbackOut(BaseModel):
@@ -200,3 +233,34 @@ class FeedbackOut(BaseModel):
     label_set: str
     label_set_version: int = Field(description="The version that now has the job's text as an example.")
     new_version: bool = Field(description="False when the same correction was already there.")
+
+
+class TenantDeleted(BaseModel):
+    """What a tenant's deletion removed."""
+
+    tenant: str
+    deleted: dict[str, int] = Field(description="Rows deleted, per table.")
+
+
+class TenantDataIn(BaseModel):
+    """A tenant's data settings; a field left out keeps its value."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"retention_days": 7, "privacy": True}]})
+
+    retention_days: int | None = Field(
+        None,
+        ge=1,
+        le=36_500,
+        description="Days a job keeps its text and metadata; null: the installation's LABELWISE_RETENTION_DAYS.",
+    )
+    privacy: bool | None = Field(
+        None, description="True: the text of new messages is never written to the database (privacy mode)."
+    )
+
+
+class TenantDataOut(BaseModel):
+    tenant: str
+    retention_days: int | None = Field(description="The tenant's own retention; null: the default.")
+    effective_retention_days: int = Field(description="The retention that applies.")
+    privacy: bool = Field(description="Privacy mode: message texts are not stored.")
+    purged_before: dt.datetime | None = Field(description="Every finished job created before it has no text.")

@@ -22,7 +22,7 @@ POLL_S = 0.02
 
 
 class TooManyWaits(LabelwiseError):
-    """The tenant already has ``limit`` previews waiting in this process."""
+    """The tenant already has ``limit`` calls of one kind waiting in this process."""
 
     code = "rate_limited"
 
@@ -30,8 +30,8 @@ class TooManyWaits(LabelwiseError):
 class WaitCap:
     """Counts open waits per tenant; ``hold`` refuses past ``limit``."""
 
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
+    def __init__(self, limit: int, *, what: str = "previews") -> None:
+        self.limit, self.what = limit, what
         self._open: dict[int, int] = {}
         self._lock = threading.Lock()
 
@@ -40,7 +40,7 @@ class WaitCap:
         """Raises TooManyWaits when the tenant is at its limit."""
         with self._lock:
             if self._open.get(tenant_id, 0) >= self.limit:
-                raise TooManyWaits(f"{self.limit} previews of this tenant are already waiting for the worker")
+                raise TooManyWaits(f"{self.limit} {self.what} of this tenant are already waiting for the worker")
             self._open[tenant_id] = self._open.get(tenant_id, 0) + 1
         try:
             yield
@@ -51,16 +51,21 @@ class WaitCap:
                     del self._open[tenant_id]
 
 
-async def wait_until(check: Callable[[], bool], *, timeout_s: float, poll_s: float = POLL_S) -> bool:
+async def wait_until(
+    check: Callable[[], bool], *, timeout_s: float, poll_s: float = POLL_S, max_poll_s: float | None = None
+) -> bool:
     """Call ``check`` (sync, in a worker thread) until it is true or ``timeout_s`` passes; sleeps in between
-    without holding a thread. Returns whether it came true."""
+    without holding a thread. With ``max_poll_s`` the sleep grows by half each time up to it (many long
+    waits then cost few polls). Returns whether it came true."""
     deadline = time.monotonic() + timeout_s
     while True:
         if await run_in_threadpool(check):
             return True
         if time.monotonic() >= deadline:
             return False
-        await asyncio.sleep(poll_s)
+        await asyncio.sleep(min(poll_s, max(0.0, deadline - time.monotonic())))
+        if max_poll_s is not None:
+            poll_s = min(max_poll_s, poll_s * 1.5)
 
 
 async def preview_and_wait(
@@ -92,11 +97,20 @@ async def preview_and_wait(
         try:
             await run_in_threadpool(enqueue_preview, st.celery, preview_id, queue=st.settings.queue)
         except Exception as e:
-            raise BrokerUnavailableError(f"could not enqueue the preview: {e}") from e
+            raise BrokerUnavailableError(f"could not enqueue the preview ({type(e).__name__})") from e
         await wait_until(
             lambda: previewing.preview_finished(st.sessions, preview_id), timeout_s=st.settings.preview_timeout_s
         )
         return await run_in_threadpool(previewing.read_preview, st.sessions, preview_id, tenant_id=tenant_id)
+
+
+def classify_cap(app: Any) -> WaitCap:
+    """The app's WaitCap for POST /v1/classify (``sync_max_waits``), made on first use."""
+    cap = getattr(app.state, "classify_waits", None)
+    if cap is None:
+        limit = app.state.labelwise.settings.sync_max_waits
+        cap = app.state.classify_waits = WaitCap(limit, what="POST /v1/classify calls")
+    return cap
 
 
 def preview_cap(app: Any) -> WaitCap:

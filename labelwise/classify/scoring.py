@@ -1,11 +1,14 @@
-"""Scores against a LabelIndex, ranking, thresholds, abstention (threshold and margin) and multi-label choice."""
+"""Scores against a LabelIndex, ranking, thresholds, abstention (threshold and margin) and multi-label choice;
+for documents read in windows, also how the text was read and the evidence for each chosen label."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 
+from labelwise.classify.documents import POOL_MAX_WEIGHT, Encoded, pool
 from labelwise.classify.labels import LabelIndex
 
 
@@ -14,6 +17,9 @@ class Scored:
     labels: list[dict[str, float | str]]  # top-k, best first: {"name", "score"}
     chosen: list[str]
     abstained: bool
+    windows: int = 1  # model windows that read the text
+    truncated: bool = False  # the token budget cut the text
+    evidence: list[dict[str, Any]] = field(default_factory=list)  # per chosen label: {"label", "start", "end", "score"}
 
 
 def score(index: LabelIndex, text_vectors: np.ndarray, *, top_k: int = 5) -> list[Scored]:
@@ -21,7 +27,32 @@ def score(index: LabelIndex, text_vectors: np.ndarray, *, top_k: int = 5) -> lis
 
     Array work for the whole batch at once: its cost hardly grows with the number of labels (1,000
     labels: see bench/labels_scale.py) and little with the number of messages."""
-    sims = index.label_scores(text_vectors)
+    return rank(index, index.label_scores(text_vectors), top_k=top_k)
+
+
+def score_documents(
+    index: LabelIndex, encoded: Encoded, *, top_k: int = 5, max_weight: float = POOL_MAX_WEIGHT
+) -> list[Scored]:
+    """One Scored per text of ``encoded``: scores pooled from its windows (classify.documents), with
+    ``windows``, ``truncated`` and, for each chosen label, the span of the window that scored highest."""
+    pooled = pool(index, encoded, max_weight=max_weight)
+    position = {name: i for i, name in enumerate(index.names)}
+    out = []
+    for t, scored in enumerate(rank(index, pooled.scores, top_k=top_k)):
+        reading = encoded.readings[t]
+        evidence = []
+        for name in scored.chosen if not scored.abstained else []:
+            i = position[name]
+            start, end = reading.spans[int(pooled.best_window[t, i])]
+            evidence.append(
+                {"label": name, "start": start, "end": end, "score": round(float(pooled.best_score[t, i]), 4)}
+            )
+        out.append(replace(scored, windows=len(reading.spans), truncated=reading.truncated, evidence=evidence))
+    return out
+
+
+def rank(index: LabelIndex, sims: np.ndarray, *, top_k: int = 5) -> list[Scored]:
+    """One Scored per row of ``sims`` ``(n_texts, n_labels)``: top-k, thresholds, abstention."""
     n, n_labels = sims.shape
     if n == 0:
         return []

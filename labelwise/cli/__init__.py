@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import sys
 
-from labelwise.cli import admin, bench, demo, evaluation, integrations, jobs, running  # noqa: F401 - they register commands
+from labelwise.cli import admin, bench, demo, evaluation, integrations, jobs, lifecycle, running  # noqa: F401 - they register commands
 from labelwise.cli.apps import app, labels_app
 from labelwise.cli.common import database_problem
 from labelwise.settings import Settings
@@ -21,10 +21,15 @@ def main() -> None:
     with one line saying what is wrong and what to run (with ``--json``, a JSON error on stdout)."""
     from sqlalchemy.exc import DBAPIError
 
-    from labelwise.errors import DatabaseUnavailableError
+    from labelwise.errors import ConfigurationError, DatabaseUnavailableError
 
     try:
         app()
+    except ConfigurationError as e:
+        if "--json" in sys.argv[1:]:
+            print(json.dumps({"error": {"code": e.code, "message": e.message}}))
+        print(f"error: {e.message}", file=sys.stderr)
+        sys.exit(2)
     except (DBAPIError, DatabaseUnavailableError) as e:
         code, message = database_problem(e, Settings())
         if "--json" in sys.argv[1:]:

@@ -96,6 +96,15 @@ def format_result(view: dict[str, Any]) -> str:
         lines.append(
             f"  abstained (no label cleared its threshold); reported: {', '.join(view['chosen']) or 'nothing'}"
         )
+    if (view.get("windows") or 1) > 1:
+        lines.append(
+            f"  read in {view['windows']} windows"
+            + (" (truncated: the end was not read)" if view.get("truncated") else "")
+        )
+        lines += [
+            f"  evidence for {e['label']}: characters {e['start']}-{e['end']} ({e['score']:.3f})"
+            for e in view.get("evidence") or []
+        ]
     return "\n".join(lines)
 
 
@@ -157,6 +166,9 @@ def jobs_feedback(
     ctx: typer.Context,
     job_id: str = typer.Argument(..., help="Job id."),
     label: str = typer.Option(..., "--label", help="The right label."),
+    text: str = typer.Option(
+        None, "--text", help="The message's text again, for a job that no longer keeps it (retention, privacy mode)."
+    ),
     as_json: bool = JsonOpt,
 ) -> None:
     """Say which label was right: the job's text becomes an example of it in the label set's next version."""
@@ -165,7 +177,9 @@ def jobs_feedback(
             job = jobs_q.get_job(s, job_id)
             if job.tenant_id is None:
                 raise NotFoundError(f"job {job_id!r} has no known tenant")
-            out = pipeline.record_feedback(s, tenant_id=job.tenant_id, job_id=job_id, label=label, created_by="cli")
+            out = pipeline.record_feedback(
+                s, tenant_id=job.tenant_id, job_id=job_id, label=label, text=text, created_by="cli"
+            )
     except LabelwiseError as e:
         fail(e, as_json=as_json)
     emit(out, as_json=as_json, human=f"label set {out['label_set']} is now version {out['label_set_version']}")

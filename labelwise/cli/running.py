@@ -16,7 +16,8 @@ import typer
 
 from labelwise import logs
 from labelwise.cli.apps import app, db_app
-from labelwise.cli.common import get_ctx
+from labelwise.cli.common import JsonOpt, emit, get_ctx
+from labelwise.crypto import new_key, require_secret_key, secret_box
 from labelwise.models.db import upgrade
 from labelwise.settings import Settings
 
@@ -60,6 +61,7 @@ def worker(
 
     Each process batches the messages that arrive together into one model call."""
     settings = get_ctx(ctx).settings
+    require_secret_key(settings)
     updates = {
         "worker_processes": processes or settings.worker_processes,
         "batch_size": batch_size or settings.batch_size,
@@ -148,6 +150,7 @@ PortOpt = typer.Option(8000, "--port", help="Port of the HTTP API.")
 @app.command()
 def api(ctx: typer.Context, host: str = HostOpt, port: int = PortOpt) -> None:
     """Serve the HTTP API (OpenAPI docs at /docs) until Ctrl-C or SIGTERM."""
+    require_secret_key(get_ctx(ctx).settings)
     _serve_api(get_ctx(ctx).settings, host=host, port=port)
 
 
@@ -181,6 +184,7 @@ def _serve_api(settings: Settings, *, host: str, port: int) -> None:
 def up(ctx: typer.Context, host: str = HostOpt, port: int = PortOpt) -> None:
     """Migrate the database, then run the worker and the HTTP API together until Ctrl-C or SIGTERM."""
     c = get_ctx(ctx)
+    require_secret_key(c.settings)
     c.settings.ensure_home()
     upgrade(c.settings.resolved_database_url())
     typer.echo(f"labelwise up: database {c.settings.resolved_database_url()}", err=True)
@@ -198,3 +202,27 @@ def up(ctx: typer.Context, host: str = HostOpt, port: int = PortOpt) -> None:
         except subprocess.TimeoutExpired:
             worker_proc.kill()
         typer.echo("labelwise up: stopped", err=True)
+
+
+@app.command("secret-key")
+def secret_key(
+    ctx: typer.Context,
+    rekey: bool = typer.Option(
+        False,
+        "--rekey",
+        help="Instead: re-encrypt every stored integration secret with the first key of LABELWISE_SECRET_KEY "
+        "(run it with 'new,old'; afterwards 'new' alone opens them all).",
+    ),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Print a new LABELWISE_SECRET_KEY (a Fernet key), or rotate the stored secrets to the first key."""
+    if not rekey:
+        key = new_key()
+        emit({"secret_key": key}, as_json=as_json, human=key)
+        return
+    from labelwise import pipeline
+
+    c = get_ctx(ctx)
+    with c.sessions.begin() as session:
+        count = pipeline.rekey_integrations(session, secret_box(c.settings))
+    emit({"rekeyed": count}, as_json=as_json, human=f"{count} integrations re-encrypted with the first key")

@@ -69,7 +69,7 @@ async def start(request: Request, name: Name, st: State = Depends(state), who: A
     try:
         await run_in_threadpool(enqueue_evaluation, st.celery, evaluation_id, queue=st.settings.queue)
     except Exception as e:
-        raise BrokerUnavailableError(f"could not enqueue the evaluation: {e}") from e
+        raise BrokerUnavailableError(f"could not enqueue the evaluation ({type(e).__name__})") from e
     return redirect(f"/console/evaluations/{evaluation_id}")
 
 

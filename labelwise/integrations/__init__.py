@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from labelwise.integrations import jira, slack, webhook, zendesk
+from labelwise.integrations import confluence, github, jira, slack, webhook, zendesk
 from labelwise.integrations.base import Adapter
 
 ADAPTERS: dict[str, Adapter] = {
@@ -13,4 +13,6 @@ ADAPTERS: dict[str, Adapter] = {
     "slack": slack.ADAPTER,
     "jira": jira.ADAPTER,
     "zendesk": zendesk.ADAPTER,
+    "github": github.ADAPTER,
+    "confluence": confluence.ADAPTER,
 }

@@ -6,7 +6,10 @@ Retryable/PermanentDeliveryError. ``send_steps`` sends them through an injected 
 skipping steps an earlier attempt completed, so a retry never posts the same reply twice.
 
 Inbound: ``verify(headers, body, secrets, now_s)`` checks the platform's signature before anything is
-parsed; ``parse(body, config)`` turns a verified event into an ``Inbound``.
+parsed; ``parse(body, config, headers)`` turns a verified event into an ``Inbound`` (headers such as
+GitHub's event name and delivery id are read only after the signature is checked). A hook without the
+integration's id in its URL is routed by ``route_key(body)`` to the one integration whose
+``inbound_key(config)`` it equals, and only that integration's secret is tried.
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ class Inbound:
     target: dict[str, Any] | None = None
     answer: dict[str, Any] | None = None  # e.g. Slack's url_verification challenge
     ignored: str | None = None  # why nothing is classified
+    needs_text: bool = False  # the text is fetched from the platform (the adapter's fetch_text) once verified
 
 
 class Adapter(Protocol):
@@ -68,7 +72,26 @@ class Adapter(Protocol):
         self, headers: Mapping[str, str], body: bytes, secrets: BaseModel, now_s: float, tolerance_s: int
     ) -> None: ...
 
-    def parse(self, body: bytes, config: BaseModel) -> Inbound: ...
+    def parse(self, body: bytes, config: BaseModel, headers: Mapping[str, str] | None = None) -> Inbound: ...
+
+    def inbound_key(self, config: BaseModel) -> str | None:
+        """The key that routes hooks without an integration id to this integration (None: such routing off)."""
+        ...
+
+    def route_key(self, body: bytes) -> str | None:
+        """The routing key an unverified event names (only looked up, never trusted: the signature of the
+        integration it leads to is checked next); None when it names none."""
+        ...
+
+
+class NoRouting:
+    """For adapters whose hooks always carry the integration's id in their URL."""
+
+    def inbound_key(self, config: BaseModel) -> str | None:
+        return None
+
+    def route_key(self, body: bytes) -> str | None:
+        return None
 
 
 def json_request(method: str, url: str, body: dict[str, Any], auth: httpx.Auth | None = None) -> httpx.Request:
@@ -172,7 +195,7 @@ def send_capped(client: httpx.Client, request: httpx.Request, *, max_bytes: int)
 
 def check_hmac(expected: bytes, given: str) -> None:
     """Constant-time comparison; raises UnauthorizedError on mismatch."""
-    if not hmac.compare_digest(expected, given.encode()):
+    if not hmac.compare_digest(expected, given.encode("utf-8", "replace")):
         raise UnauthorizedError("signature does not match")
 
 

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 from labelwise.errors import InvalidDocumentError
 
 Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
-Kind = Literal["webhook", "slack", "jira", "zendesk"]
+Kind = Literal["webhook", "slack", "jira", "zendesk", "github", "confluence"]
 
 
 class IntegrationDocument(BaseModel):

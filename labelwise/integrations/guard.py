@@ -1,4 +1,4 @@
-"""Outbound address guard: refuse private, loopback, link-local, multicast and metadata addresses.
+"""Outbound address guard: refuse private, loopback, link-local, site-local, multicast and metadata addresses.
 
 The check sits in the connection layer (an httpcore network backend), so it judges the very addresses
 the socket will connect to: names are resolved once, every address is checked, and the connection goes
@@ -40,8 +40,10 @@ def refusal(ip: IPAddress, allow: Iterable[Network] = ()) -> str | None:
         if embedded is not None:
             inner = refusal(embedded, allow)
             return f"embeds {embedded}: {inner}" if inner else None
-    for attribute in ("is_loopback", "is_link_local", "is_multicast", "is_unspecified", "is_reserved", "is_private"):
-        if getattr(ip, attribute):
+    # is_site_local: fec0::/10, deprecated but still routed inside some networks, and not is_private
+    attributes = ("is_loopback", "is_link_local", "is_site_local", "is_multicast", "is_unspecified", "is_reserved")
+    for attribute in (*attributes, "is_private"):
+        if getattr(ip, attribute, False):
             return attribute.removeprefix("is_").replace("_", "-")
     if not ip.is_global:
         return "not globally routable"

@@ -12,7 +12,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from labelwise.errors import InvalidInputError
-from labelwise.integrations.base import Inbound, Payload, Step, check_hmac, header, json_request
+from labelwise.integrations.base import Inbound, NoRouting, Payload, Step, check_hmac, header, json_request
 from labelwise.integrations.slack import summary
 
 
@@ -40,7 +40,7 @@ def jira_label(name: str) -> str:
     return "-".join(name.split())
 
 
-class JiraAdapter:
+class JiraAdapter(NoRouting):
     kind = "jira"
     settings_model = Settings
     secrets_model = Secrets
@@ -56,16 +56,9 @@ class JiraAdapter:
             body = {"update": {"labels": [{"add": jira_label(name)} for name in chosen]}}
             steps.append(Step("labels", json_request("PUT", base, body, auth)))
         if config.comment:
-            doc = {
-                "type": "doc",
-                "version": 1,
-                "content": [
-                    {
-                        "type": "paragraph",
-                        "content": [{"type": "text", "text": summary(payload.result).replace("*", "")}],
-                    }
-                ],
-            }
+            lines = summary(payload.result, payload.text, quote="").replace("*", "").split("\n")
+            paragraphs = [{"type": "paragraph", "content": [{"type": "text", "text": line}]} for line in lines]
+            doc = {"type": "doc", "version": 1, "content": paragraphs}
             steps.append(Step("comment", json_request("POST", f"{base}/comment", {"body": doc}, auth)))
         return steps
 
@@ -76,7 +69,7 @@ class JiraAdapter:
         digest = hmac.new(secrets.webhook_secret.encode(), body, hashlib.sha256).hexdigest()
         check_hmac(f"sha256={digest}".encode(), header(headers, "X-Hub-Signature"))
 
-    def parse(self, body: bytes, config: Settings) -> Inbound:  # type: ignore[override]
+    def parse(self, body: bytes, config: Settings, headers: Mapping[str, str] | None = None) -> Inbound:  # type: ignore[override]
         data = json.loads(body)
         if data.get("webhookEvent") != "jira:issue_created":
             return Inbound(ignored=f"event {data.get('webhookEvent')!r}")

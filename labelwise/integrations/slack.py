@@ -9,14 +9,18 @@ from collections.abc import Mapping
 from typing import Annotated, Any
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from labelwise.errors import InvalidInputError, PermanentDeliveryError, RetryableDeliveryError
 from labelwise.integrations.base import Inbound, Payload, Step, check_fresh, check_hmac, check_status, header
+from labelwise.integrations.evidence import evidence_quotes
 
 RETRYABLE_ERRORS = {"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
 FINE_ERRORS = {"already_reacted"}
 IGNORED_SUBTYPES_NOTE = "edits, deletions, joins, bot and other subtyped messages are ignored"
+
+
+SlackId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 
 
 class Settings(BaseModel):
@@ -27,6 +31,18 @@ class Settings(BaseModel):
     reactions: dict[str, str] = Field(default_factory=dict, description="Label -> emoji name added to the message.")
     channels: dict[str, str] = Field(default_factory=dict, description="Label -> channel id the message is routed to.")
     bot_user_id: str | None = Field(None, description="Our bot's user id; its messages are never classified.")
+    api_app_id: SlackId | None = Field(
+        None,
+        description="The Slack app's id (A...). With team_id it routes events posted to /hooks/slack/events "
+        "without ?integration= to this integration; one (app, workspace) pair belongs to one integration.",
+    )
+    team_id: SlackId | None = Field(None, description="The workspace's id (T...); see api_app_id.")
+
+    @model_validator(mode="after")
+    def _both_or_neither(self) -> Settings:
+        if (self.api_app_id is None) != (self.team_id is None):
+            raise ValueError("set both api_app_id and team_id (or neither)")
+        return self
 
 
 class Secrets(BaseModel):
@@ -38,12 +54,15 @@ class Secrets(BaseModel):
     )
 
 
-def summary(result: dict[str, Any]) -> str:
+def summary(result: dict[str, Any], text: str = "", *, quote: str = "> ") -> str:
+    """The reply: chosen labels with scores, then (for a long text) each label's evidence on a line
+    starting with ``quote``."""
     if result.get("abstained") and not result.get("chosen"):
         return "labelwise: no label fits"
     scores = {x["name"]: x["score"] for x in result.get("labels", [])}
     chosen = ", ".join(f"*{name}* ({scores[name]:.2f})" if name in scores else f"*{name}*" for name in result["chosen"])
-    return f"labelwise: {chosen}" + (" (fallback)" if result.get("abstained") else "")
+    head = f"labelwise: {chosen}" + (" (fallback)" if result.get("abstained") else "")
+    return "\n".join([head, *(f"{quote}{q}" for q in evidence_quotes(result, text))])
 
 
 class SlackAdapter:
@@ -71,7 +90,12 @@ class SlackAdapter:
                 call(
                     "reply",
                     "chat.postMessage",
-                    {"channel": channel, "thread_ts": thread_ts, "text": summary(result), "unfurl_links": False},
+                    {
+                        "channel": channel,
+                        "thread_ts": thread_ts,
+                        "text": summary(result, payload.text),
+                        "unfurl_links": False,
+                    },
                 )
             )
         for label in result.get("chosen", []):
@@ -84,7 +108,7 @@ class SlackAdapter:
                     )
                 )
             if label in config.channels:
-                text = f"{summary(result)}\n>{payload.text[:2900]}"
+                text = summary(result) + (f"\n>{payload.text[:2900]}" if payload.text else "")
                 steps.append(
                     call(f"route:{label}", "chat.postMessage", {"channel": config.channels[label], "text": text})
                 )
@@ -95,14 +119,30 @@ class SlackAdapter:
         if not secrets.signing_secret:
             raise InvalidInputError("this Slack integration has no signing_secret for inbound events")
         timestamp = header(headers, "X-Slack-Request-Timestamp")
-        if not timestamp.isdigit():
+        if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 12):  # "\xb2".isdigit()
             raise InvalidInputError("bad X-Slack-Request-Timestamp")
         check_fresh(int(timestamp), now_s, tolerance_s)
         base = b"v0:" + timestamp.encode() + b":" + body
         digest = hmac.new(secrets.signing_secret.encode(), base, hashlib.sha256).hexdigest()
         check_hmac(f"v0={digest}".encode(), header(headers, "X-Slack-Signature"))
 
-    def parse(self, body: bytes, config: Settings) -> Inbound:  # type: ignore[override]
+    def inbound_key(self, config: Settings) -> str | None:  # type: ignore[override]
+        return route_key_of(config.api_app_id, config.team_id)
+
+    def route_key(self, body: bytes) -> str | None:
+        """``slack:{api_app_id}:{team_id}`` from an (unverified) Events API envelope; None without them."""
+        try:
+            data = json.loads(body)
+        except ValueError:
+            return None
+        if not isinstance(data, dict):
+            return None
+        app_id, team_id = data.get("api_app_id"), data.get("team_id")
+        if not (isinstance(app_id, str) and isinstance(team_id, str)):
+            return None
+        return route_key_of(app_id, team_id)
+
+    def parse(self, body: bytes, config: Settings, headers: Mapping[str, str] | None = None) -> Inbound:  # type: ignore[override]
         data = json.loads(body)
         if data.get("type") == "url_verification":
             return Inbound(answer={"challenge": str(data.get("challenge", ""))})
@@ -119,6 +159,10 @@ class SlackAdapter:
         ts = str(event["ts"])
         target = {"channel": str(event["channel"]), "thread_ts": str(event.get("thread_ts") or ts), "ts": ts}
         return Inbound(event_id=str(data["event_id"]), text=text, target=target)
+
+
+def route_key_of(app_id: str | None, team_id: str | None) -> str | None:
+    return f"slack:{app_id}:{team_id}" if app_id and team_id else None
 
 
 def check_slack(response: httpx.Response) -> None:

@@ -11,7 +11,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from standardwebhooks import Webhook
 
-from labelwise.integrations.base import Inbound, Payload, Step
+from labelwise.integrations.base import Inbound, NoRouting, Payload, Step
 
 Secret = Annotated[str, StringConstraints(pattern=r"^whsec_[A-Za-z0-9+/=]{16,}$")]
 
@@ -35,7 +35,7 @@ class Secrets(BaseModel):
     )
 
 
-class WebhookAdapter:
+class WebhookAdapter(NoRouting):
     kind = "webhook"
     settings_model = Settings
     secrets_model = Secrets
@@ -58,7 +58,7 @@ class WebhookAdapter:
     ) -> None:
         raise NotImplementedError("webhook integrations are outbound only")
 
-    def parse(self, body: bytes, config: BaseModel) -> Inbound:
+    def parse(self, body: bytes, config: BaseModel, headers: Mapping[str, str] | None = None) -> Inbound:
         raise NotImplementedError("webhook integrations are outbound only")
 
 

@@ -14,7 +14,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from labelwise.errors import InvalidInputError
-from labelwise.integrations.base import Inbound, Payload, Step, check_fresh, check_hmac, header, json_request
+from labelwise.integrations.base import Inbound, NoRouting, Payload, Step, check_fresh, check_hmac, header, json_request
 from labelwise.integrations.slack import summary
 
 
@@ -42,7 +42,7 @@ def zendesk_tag(name: str) -> str:
     return "_".join(name.lower().split())
 
 
-class ZendeskAdapter:
+class ZendeskAdapter(NoRouting):
     kind = "zendesk"
     settings_model = Settings
     secrets_model = Secrets
@@ -57,7 +57,8 @@ class ZendeskAdapter:
         if tags:  # PUT .../tags adds to the ticket's tags (POST would replace them)
             steps.append(Step("tags", json_request("PUT", f"{base}/tags", {"tags": tags}, auth)))
         if config.internal_note:
-            note = {"ticket": {"comment": {"body": summary(payload.result).replace("*", ""), "public": False}}}
+            text = summary(payload.result, payload.text, quote="").replace("*", "")
+            note = {"ticket": {"comment": {"body": text, "public": False}}}
             steps.append(Step("note", json_request("PUT", f"{base}", note, auth)))
         return steps
 
@@ -68,13 +69,16 @@ class ZendeskAdapter:
         timestamp = header(headers, "X-Zendesk-Webhook-Signature-Timestamp")
         try:
             when = dt.datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
-        except ValueError as e:
+            if when.tzinfo is None:  # read as UTC; a naive 0001-01-01 would overflow the local-time conversion
+                when = when.replace(tzinfo=dt.UTC)
+            when_s = when.timestamp()
+        except (ValueError, OverflowError) as e:
             raise InvalidInputError("bad X-Zendesk-Webhook-Signature-Timestamp") from e
-        check_fresh(when.timestamp(), now_s, tolerance_s)
+        check_fresh(when_s, now_s, tolerance_s)
         digest = hmac.new(secrets.webhook_secret.encode(), timestamp.encode() + body, hashlib.sha256).digest()
         check_hmac(base64.b64encode(digest), header(headers, "X-Zendesk-Webhook-Signature"))
 
-    def parse(self, body: bytes, config: Settings) -> Inbound:  # type: ignore[override]
+    def parse(self, body: bytes, config: Settings, headers: Mapping[str, str] | None = None) -> Inbound:  # type: ignore[override]
         """Expects the body the README's trigger sets up: ``{"ticket": {"id", "subject", "description"}}``."""
         ticket = json.loads(body)["ticket"]
         text = "\n\n".join(str(ticket.get(k) or "") for k in ("subject", "description") if ticket.get(k))

@@ -28,6 +28,16 @@ def by_public_id(session: Session, public_id: str) -> Integration | None:
     return session.scalar(select(Integration).where(Integration.public_id == public_id))
 
 
+def by_inbound_key(session: Session, key: str) -> Integration | None:
+    """The one integration that hooks routed by ``key`` go to (an indexed, unique column)."""
+    return session.scalar(select(Integration).where(Integration.inbound_key == key))
+
+
+def all_integrations(session: Session) -> list[Integration]:
+    """Every tenant's integrations (for re-encrypting their secrets)."""
+    return list(session.scalars(select(Integration).order_by(Integration.id)))
+
+
 def of_kind(session: Session, kind: str) -> list[Integration]:
     return list(session.scalars(select(Integration).where(Integration.kind == kind).order_by(Integration.id)))
 
@@ -155,12 +165,30 @@ def remember_event(session: Session, *, integration_id: int, event_id: str) -> I
     return row
 
 
+def event_seen(session: Session, *, integration_id: int, event_id: str) -> bool:
+    """Whether an inbound event id is already recorded."""
+    query = select(InboundEvent.id).where(
+        InboundEvent.integration_id == integration_id, InboundEvent.event_id == event_id
+    )
+    return session.scalar(query) is not None
+
+
 def forget_event(session: Session, *, integration_id: int, event_id: str) -> None:
     row = session.scalar(
         select(InboundEvent).where(InboundEvent.integration_id == integration_id, InboundEvent.event_id == event_id)
     )
     if row is not None:
         session.delete(row)
+
+
+def count_open_deliveries_by_status(session: Session) -> dict[str, int]:
+    """Deliveries pending and retrying (the partial index ix_deliveries_open)."""
+    rows = session.execute(
+        select(Delivery.status, func.count())
+        .where(Delivery.status.in_(("pending", "retrying")))
+        .group_by(Delivery.status)
+    )
+    return {status: int(n) for status, n in rows}
 
 
 def count_deliveries_by_status(session: Session) -> dict[str, int]:

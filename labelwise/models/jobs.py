@@ -5,9 +5,10 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+from collections.abc import Iterator
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, or_, select, update
+from sqlalchemy import bindparam, func, insert, or_, select, tuple_, update
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
@@ -28,6 +29,11 @@ def get_job(session: Session, job_id: str, *, tenant_id: int | None = None) -> J
     if job is None or (tenant_id is not None and job.tenant_id != tenant_id):
         raise NotFoundError(f"unknown job {job_id!r}")
     return job
+
+
+def job_status(session: Session, job_id: str) -> str | None:
+    """Only the job's status (a cheap poll), or None when there is no such job."""
+    return session.scalar(select(Job.status).where(Job.id == job_id))
 
 
 def find_job(session: Session, job_id: str) -> Job | None:
@@ -129,6 +135,20 @@ def list_jobs(
     limit: int = 50,
 ) -> list[Job]:
     """Newest first; ``before`` is the (created_at, id) of the last row of the previous page."""
+    return list(iter_jobs(session, tenant_id=tenant_id, status=status, label_set=label_set, before=before, limit=limit))
+
+
+def iter_jobs(
+    session: Session,
+    *,
+    tenant_id: int | None = None,
+    status: str | None = None,
+    label_set: str | None = None,
+    before: tuple[dt.datetime, str] | None = None,
+    limit: int = 50,
+    chunk: int = 50,
+) -> Iterator[Job]:
+    """As list_jobs, fetched ``chunk`` rows at a time (a caller that stops early loads no more)."""
     query = select(Job).order_by(Job.created_at.desc(), Job.id.desc()).limit(limit)
     if tenant_id is not None:
         query = query.where(Job.tenant_id == tenant_id)
@@ -137,9 +157,19 @@ def list_jobs(
     if label_set:
         query = query.where(Job.label_set_name == label_set)
     if before is not None:
-        created_at, job_id = before
-        query = query.where((Job.created_at < created_at) | ((Job.created_at == created_at) & (Job.id < job_id)))
-    return list(session.scalars(query))
+        # one row-value comparison: the index (tenant_id, created_at) seeks to the page at any depth,
+        # where "a < x OR (a = x AND b < y)" made it read and skip every row of the pages before
+        query = query.where(tuple_(Job.created_at, Job.id) < before)  # each value bound with its column's type
+    return iter(session.scalars(query.execution_options(yield_per=chunk)))
+
+
+def count_open_by_status(session: Session) -> dict[str, int]:
+    """Jobs queued and running, over all tenants: read from the small partial index ix_jobs_open, so it
+    costs the same whatever the size of the table."""
+    rows = session.execute(
+        select(Job.status, func.count()).where(Job.status.in_(("queued", "running"))).group_by(Job.status)
+    )
+    return {status: int(n) for status, n in rows}
 
 
 def count_by_status(session: Session) -> dict[str, int]:
@@ -217,10 +247,16 @@ def _store_done_postgresql(session: Session, done: list[Job]) -> set[str]:
     return {row[0] for row in session.connection().exec_driver_sql(statement, params)}
 
 
-def mark_running(job: Job) -> None:
+def mark_running(job: Job, *, count_attempt: bool = True) -> None:
     job.status = "running"
-    job.attempts += 1
+    if count_attempt:
+        job.attempts += 1
     job.started_at = utcnow()
+
+
+def count_attempt(session: Session, job_id: str) -> None:
+    """One more attempt at the job (a job claimed before, about to be tried alone)."""
+    session.execute(update(Job).where(Job.id == job_id).values(attempts=Job.attempts + 1))
 
 
 def mark_done(job: Job, *, result: dict[str, Any], version_id: int) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from labelwise.errors import NotFoundError
+from labelwise.errors import NotFoundError, VersionConflictError
 from labelwise.labelset import LabelSetDocument
 from labelwise.models.tables import LabelSet, LabelSetVersion, utcnow
 
@@ -92,17 +92,39 @@ def list_versions(session: Session, *, tenant_id: int, label_set_id: int) -> lis
     )
 
 
+def lock_label_set(session: Session, *, tenant_id: int, name: str) -> LabelSet:
+    """The live label set, locked until the transaction ends (PostgreSQL: other writers of this set wait,
+    so what is read from it now is still current when it is written); raises NotFoundError."""
+    label_set = session.scalar(
+        select(LabelSet)
+        .where(LabelSet.tenant_id == tenant_id, LabelSet.name == name, LabelSet.deleted_at.is_(None))
+        .with_for_update()
+    )
+    if label_set is None:
+        raise NotFoundError(f"unknown label set {name!r}")
+    return label_set
+
+
 def apply_document(
-    session: Session, *, tenant_id: int, doc: LabelSetDocument, created_by: str | None = None
+    session: Session,
+    *,
+    tenant_id: int,
+    doc: LabelSetDocument,
+    created_by: str | None = None,
+    expected_version: int | str | None = None,
 ) -> tuple[LabelSetVersion, bool]:
     """Store ``doc`` as the set's new current version; ``created_by`` says who (shown in the console).
 
     Returns ``(version, created)``; an unchanged document is a no-op returning the current version.
     A deleted set of the same name comes back, its version numbers going on from where they were.
+    ``expected_version`` makes it a compare-and-set: the set's current version must be that number
+    (``"*"``: any, but the set must exist), checked under the set's row lock; else ConflictError.
     """
     label_set = session.scalar(
         select(LabelSet).where(LabelSet.tenant_id == tenant_id, LabelSet.name == doc.name).with_for_update()
     )
+    if expected_version is not None:
+        check_version(label_set, expected_version)
     if label_set is None:
         label_set = LabelSet(tenant_id=tenant_id, name=doc.name)
         session.add(label_set)
@@ -128,6 +150,17 @@ def apply_document(
     label_set.current_version = row.version
     label_set.deleted_at = None
     return row, True
+
+
+def check_version(label_set: LabelSet | None, expected: int | str) -> None:
+    """Raises ConflictError unless ``label_set`` is live at version ``expected`` (``"*"``: at any)."""
+    current = label_set.current_version if label_set is not None and label_set.deleted_at is None else None
+    if current is None or (expected != "*" and current != expected):
+        now = f"its current version is {current}" if current is not None else "it does not exist"
+        raise VersionConflictError(
+            f"label set changed: expected version {expected}, but {now}; read it again and reapply your change",
+            current_version=current,
+        )
 
 
 def rollback(session: Session, *, tenant_id: int, name: str, version: int) -> LabelSetVersion:

@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     DateTime,
     Dialect,
     ForeignKey,
@@ -17,6 +18,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy import text as sql
 from sqlalchemy.dialects.postgresql import JSONB
@@ -56,6 +58,9 @@ class Tenant(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    retention_days: Mapped[int | None] = mapped_column(Integer)  # NULL: LABELWISE_RETENTION_DAYS
+    privacy: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())  # no text in SQL
+    purged_before: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())  # finished jobs before it: no text
 
 
 class ApiToken(Base):
@@ -130,7 +135,7 @@ class Job(Base):
     label_set_name: Mapped[str] = mapped_column(String(200))
     label_set_version_id: Mapped[int | None] = mapped_column(ForeignKey("label_set_versions.id"))
     idempotency_key: Mapped[str | None] = mapped_column(String(200))
-    text: Mapped[str] = mapped_column(Text)
+    text: Mapped[str | None] = mapped_column(Text)  # NULL: purged (retention) or never stored (privacy)
     metadata_: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSONType)
     reply_to: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     status: Mapped[str] = mapped_column(String(16), default="queued")
@@ -173,7 +178,10 @@ class Integration(Base):
     """A tenant's named connection to a platform; ``public_id`` goes into inbound hook URLs."""
 
     __tablename__ = "integrations"
-    __table_args__ = (UniqueConstraint("tenant_id", "name"),)
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "name"),
+        Index("ix_integrations_inbound_key", "inbound_key", unique=True),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     public_id: Mapped[str] = mapped_column(String(40), unique=True)
@@ -183,6 +191,8 @@ class Integration(Base):
     label_set: Mapped[str | None] = mapped_column(String(64))
     config: Mapped[dict[str, Any]] = mapped_column(JSONType)
     secrets: Mapped[str] = mapped_column(Text)  # Fernet token of a JSON object
+    # what routes a hook without the integration's id to it (Slack: "slack:{api_app_id}:{team_id}"); unique
+    inbound_key: Mapped[str | None] = mapped_column(String(200), nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
@@ -194,6 +204,7 @@ class Delivery(Base):
     __table_args__ = (
         UniqueConstraint("job_id", "integration_id"),
         Index("ix_deliveries_tenant_status", "tenant_id", "status"),
+        Index("ix_deliveries_created", "created_at"),  # the purge of settled deliveries
         Index(
             "ix_deliveries_open",
             "status",
@@ -223,7 +234,10 @@ class InboundEvent(Base):
     """Platform event ids already accepted, so a platform's retries start nothing twice."""
 
     __tablename__ = "inbound_events"
-    __table_args__ = (UniqueConstraint("integration_id", "event_id"),)
+    __table_args__ = (
+        UniqueConstraint("integration_id", "event_id"),
+        Index("ix_inbound_events_created", "created_at"),  # the purge of old event ids
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     integration_id: Mapped[int] = mapped_column(ForeignKey("integrations.id", ondelete="CASCADE"))

@@ -9,6 +9,7 @@ from labelwise.pipeline.classifying import (  # noqa: F401 - the public surface
     decode_cursor,
     encode_cursor,
     get_job,
+    job_finished,
     list_jobs,
     new_job_id,
     submit_and_enqueue,
@@ -18,6 +19,7 @@ from labelwise.pipeline.classifying import (  # noqa: F401 - the public surface
 from labelwise.pipeline.common import (  # noqa: F401 - the public surface
     counts,
     database_errors,
+    open_counts,
     readiness,
 )
 from labelwise.pipeline.delivering import (  # noqa: F401 - the public surface
@@ -31,6 +33,7 @@ from labelwise.pipeline.integrating import (  # noqa: F401 - the public surface
     delete_integration,
     get_integration,
     list_integrations,
+    rekey_integrations,
 )
 from labelwise.pipeline.labelling import (  # noqa: F401 - the public surface
     apply_label_set,

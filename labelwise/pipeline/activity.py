@@ -76,6 +76,8 @@ def example_to_draft(session: Session, *, tenant_id: int, job_id: str, label: st
     version when there is none); returns the set's name. InvalidInputError when the draft has no
     such label; NotFoundError for another tenant's job."""
     job = jobs.get_job(session, job_id, tenant_id=tenant_id)
+    if job.text is None:
+        raise InvalidInputError("this message's text is no longer kept (retention or privacy mode)", field="job")
     state = editor_state(session, tenant_id=tenant_id, name=job.label_set_name)
     draft = state["draft"]
     if label not in [x["name"] for x in draft["labels"]]:

@@ -10,6 +10,7 @@ killing another worker.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,13 +38,18 @@ class Message:
     args: tuple[Any, ...] = ()
 
 
+Ref = tuple[int, int, int, int]  # a label set's version to score with: (row id, number, set id, messages seen)
+
+
 @dataclass(frozen=True)
 class Limits:
-    """What a message may carry, and how often a job may be tried."""
+    """What a message may carry, how often a job may be tried, and which label-set version it is scored
+    with now (``route``: see labelwise.pipeline.label_vectors; None: the set's current version, always)."""
 
     max_text_chars: int
     max_metadata_bytes: int = MAX_METADATA_BYTES
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    route: Callable[[Ref], Ref] | None = None
 
 
 @dataclass(frozen=True)
@@ -56,6 +62,7 @@ class Claimed:
     version: int
     label_set_id: int
     seen: int
+    suspect: bool = False  # claimed before without finishing: tried alone, its attempt counted then
 
 
 class Conflict(Exception):
@@ -94,12 +101,15 @@ class Lookups:
     keys: dict[tuple[int, str], Job] = field(default_factory=dict)  # idempotency keys added in this batch
     claimed: dict[str, Claimed] = field(default_factory=dict)  # jobs marked running by this batch
     tenants: dict[str, int | None] = field(default_factory=dict)
+    private: set[int] = field(default_factory=set)  # tenants in privacy mode: no text in their job rows
     refs: dict[tuple[int, str], tuple[int, int, int, int] | NotFoundError] = field(default_factory=dict)
 
     def tenant_id(self, session: Session, name: str) -> int | None:
         if name not in self.tenants:
             tenant = tenants.find_tenant(session, name)
             self.tenants[name] = tenant.id if tenant else None
+            if tenant is not None and tenant.privacy:
+                self.private.add(tenant.id)
         return self.tenants[name]
 
     def ref(self, session: Session, tenant_id: int, name: str) -> tuple[int, int, int, int]:
@@ -143,6 +153,8 @@ def _claim(session: Session, message: Message, *, limits: Limits, lookups: Looku
         return job
     if job.id in lookups.claimed:  # a key repeated within the batch is one job and one attempt
         return lookups.claimed[job.id]
+    if limits.route is not None:
+        ref = limits.route(ref)
     if job.attempts >= limits.max_attempts:
         jobs.mark_failed(
             job,
@@ -150,8 +162,11 @@ def _claim(session: Session, message: Message, *, limits: Limits, lookups: Looku
             "each time it classified this message",
         )
         return job
-    jobs.mark_running(job)
-    lookups.claimed[job.id] = Claimed(job, msg.text, *ref)
+    # Claimed before and never finished (its worker died, or its batch met an outage): it is tried alone
+    # (pipeline.working), and its attempt is counted then, not for a batch it merely sat in.
+    suspect = job.attempts > 0
+    jobs.mark_running(job, count_attempt=not suspect)
+    lookups.claimed[job.id] = Claimed(job, msg.text, *ref, suspect=suspect)
     return lookups.claimed[job.id]
 
 
@@ -160,7 +175,7 @@ def _find_or_create(session: Session, *, task_id: str, msg: ClassifyMessage, loo
     if job is not None:
         return job
     tenant_id = lookups.tenant_id(session, msg.tenant)
-    fields = {"tenant_id": tenant_id, **job_fields(msg)}
+    fields = {"tenant_id": tenant_id, **job_fields(msg, keep_text=tenant_id not in lookups.private)}
     if tenant_id is not None and msg.idempotency_key:
         owner = lookups.owner(session, tenant_id, msg.idempotency_key)
         if owner is not None:
@@ -253,9 +268,11 @@ def salvage(session: Session, kwargs: Any, *, lookups: Lookups | None = None) ->
     replaced); its key only when it is a usable key."""
     data = kwargs if isinstance(kwargs, dict) else {"text": repr(kwargs)}
     tenant_name = _as_text(data.get("tenant"), limit=200)
-    tenant_id = None
+    tenant_id, private = None, False
     if isinstance(data.get("tenant"), str) and unstorable(data["tenant"]) is None:
-        tenant_id = lookups.tenant_id(session, tenant_name) if lookups else _tenant_id(session, tenant_name)
+        lookups = lookups or Lookups({})
+        tenant_id = lookups.tenant_id(session, tenant_name)
+        private = tenant_id in lookups.private
     key = data.get("idempotency_key")
     usable_key = isinstance(key, str) and 0 < len(key) <= 200 and unstorable(key) is None
     return {
@@ -263,15 +280,10 @@ def salvage(session: Session, kwargs: Any, *, lookups: Lookups | None = None) ->
         "tenant_name": tenant_name,
         "label_set_name": _as_text(data.get("label_set"), limit=200),
         "idempotency_key": key if usable_key else None,
-        "text": _as_text(data.get("text"), limit=20_000),
+        "text": None if private else _as_text(data.get("text"), limit=20_000),
         "metadata_": sanitize(data.get("metadata")) if isinstance(data.get("metadata"), dict) else None,
         "reply_to": None,
     }
-
-
-def _tenant_id(session: Session, name: str) -> int | None:
-    tenant = tenants.find_tenant(session, name)
-    return tenant.id if tenant else None
 
 
 def _as_text(value: Any, *, limit: int) -> str:

@@ -30,15 +30,34 @@ def get_job(session: Session, *, tenant_id: int, job_id: str) -> dict[str, Any]:
 
 
 def list_jobs(
-    session: Session, *, tenant_id: int, status: str | None, label_set: str | None, limit: int, cursor: str | None
+    session: Session,
+    *,
+    tenant_id: int,
+    status: str | None,
+    label_set: str | None,
+    limit: int,
+    cursor: str | None,
+    max_bytes: int | None = None,
 ) -> tuple[list[dict[str, Any]], str | None]:
-    """A page of the tenant's jobs, newest first, and the cursor of the next page (None at the end)."""
-    rows = jobs.list_jobs(
+    """A page of the tenant's jobs, newest first, and the cursor of the next page (None at the end).
+
+    With ``max_bytes`` the page also ends before the job that would take its JSON past that many bytes
+    (it always holds at least one job); the cursor then continues from there."""
+    rows = jobs.iter_jobs(
         session, tenant_id=tenant_id, status=status, label_set=label_set, before=decode_cursor(cursor), limit=limit + 1
     )
-    page = rows[:limit]
-    next_cursor = encode_cursor(page[-1]) if len(rows) > limit else None
-    return [job_view(j) for j in page], next_cursor
+    views: list[dict[str, Any]] = []
+    size, last = 0, None
+    for job in rows:
+        if len(views) == limit:
+            return views, encode_cursor(last) if last is not None else None
+        view = job_view(job)
+        size += len(json.dumps(view, default=str, ensure_ascii=False).encode())
+        if views and max_bytes is not None and size > max_bytes:
+            return views, encode_cursor(last) if last is not None else None
+        views.append(view)
+        last = job
+    return views, None
 
 
 def encode_cursor(job: Job) -> str:
@@ -64,6 +83,7 @@ def submit_job(session: Session, msg: ClassifyMessage, *, job_id: str) -> tuple[
     another text or label set raises ConflictError. The caller commits, then enqueues.
     """
     tenant = tenants.get_tenant(session, msg.tenant)
+    fields = job_fields(msg, keep_text=not tenant.privacy)
     labelsets.current_version(session, tenant_id=tenant.id, name=msg.label_set)
     if (
         msg.reply_to
@@ -73,11 +93,19 @@ def submit_job(session: Session, msg: ClassifyMessage, *, job_id: str) -> tuple[
     if msg.idempotency_key:
         existing = jobs.find_by_key(session, tenant_id=tenant.id, key=msg.idempotency_key)
         if existing is not None:
-            if job_fields(msg) != {k: getattr(existing, k) for k in job_fields(msg)}:
+            if fields != {k: getattr(existing, k) for k in fields}:
                 raise ConflictError(f"idempotency key {msg.idempotency_key!r} was used for another message")
             return existing, False
-    job = jobs.add_job(session, id=job_id, tenant_id=tenant.id, **job_fields(msg))
+    job = jobs.add_job(session, id=job_id, tenant_id=tenant.id, **fields)
     return job, True
+
+
+def with_text(job: Job, msg: ClassifyMessage) -> Job:
+    """The committed job carrying its message's text for publishing, also when the row keeps none
+    (privacy mode): set on the detached object, never written to the database."""
+    if job.text is None:
+        job.text = msg.text
+    return job
 
 
 def submit_and_enqueue(
@@ -98,7 +126,7 @@ def submit_and_enqueue(
     if created:
         if before_publish is not None:
             before_publish()
-        publish_committed(sessions, [job], publish)
+        publish_committed(sessions, [with_text(job, msg)], publish)
     return view, created
 
 
@@ -134,12 +162,19 @@ def wait_for_job(
         time.sleep(poll_s)
 
 
-def job_fields(msg: ClassifyMessage) -> dict[str, Any]:
+def job_finished(sessions: sessionmaker[Session], job_id: str) -> bool:
+    """Whether the job is done or failed (or gone): one indexed read of its status."""
+    with database_errors(), sessions() as session:
+        return jobs.job_status(session, job_id) in ("done", "failed", None)
+
+
+def job_fields(msg: ClassifyMessage, *, keep_text: bool = True) -> dict[str, Any]:
+    """The job row's fields from a message; without ``keep_text`` (privacy mode) the text is left out."""
     return {
         "tenant_name": msg.tenant,
         "label_set_name": msg.label_set,
         "idempotency_key": msg.idempotency_key,
-        "text": msg.text,
+        "text": msg.text if keep_text else None,
         "metadata_": msg.metadata,
         "reply_to": msg.reply_to.model_dump() if msg.reply_to else None,
     }

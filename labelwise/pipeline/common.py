@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import random
 from collections.abc import Iterator
 from typing import Any
@@ -13,14 +14,17 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from labelwise.errors import DatabaseUnavailableError
 
+log = logging.getLogger(__name__)
+
 
 @contextlib.contextmanager
 def database_errors() -> Iterator[None]:
     """Turn a lost or locked database into DatabaseUnavailableError (retryable)."""
     try:
         yield
-    except (OperationalError, InterfaceError) as e:
-        raise DatabaseUnavailableError(f"database unavailable: {e.orig or e}") from e
+    except (OperationalError, InterfaceError) as e:  # the driver's text (host, port, user) stays in the log
+        log.warning("database unavailable: %s", e.orig or e)
+        raise DatabaseUnavailableError("database unavailable") from e
 
 
 def readiness(sessions: sessionmaker[Session], celery: Any, *, worker_within_s: float | None = None) -> dict[str, str]:
@@ -53,6 +57,16 @@ def backoff_s(attempt: int, *, base_s: float, cap_s: float, at_least_s: float | 
     [0.5, 1], and never less than ``at_least_s`` (a peer's Retry-After)."""
     delay = min(cap_s, base_s * 2.0 ** (attempt - 1)) * random.uniform(0.5, 1.0)
     return max(delay, at_least_s or 0.0)
+
+
+def open_counts(session: Session) -> dict[str, dict[str, int]]:
+    """Jobs queued and running, deliveries pending and retrying, over all tenants (cheap at any size)."""
+    from labelwise.models import integrations, jobs
+
+    return {
+        "jobs": jobs.count_open_by_status(session),
+        "deliveries": integrations.count_open_deliveries_by_status(session),
+    }
 
 
 def counts(session: Session) -> dict[str, dict[str, int]]:

@@ -120,7 +120,7 @@ def _prepare(session: Session, box: SecretBox, delivery: Delivery) -> list[Step]
     try:
         config = adapter.settings_model.model_validate(row.config)
         secrets = adapter.secrets_model.model_validate(box.open(row.secrets))
-        payload = Payload(delivery.id, job_view(job), job.text, delivery.target or {})
+        payload = Payload(delivery.id, job_view(job), job.text or "", delivery.target or {})
         return adapter.build_steps(payload, config, secrets)
     except (LabelwiseError, KeyError, ValueError, TypeError) as e:
         return PermanentDeliveryError(f"cannot build the request: {type(e).__name__}: {e}")

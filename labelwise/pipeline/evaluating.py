@@ -154,7 +154,7 @@ def _evaluate_side(
 ) -> tuple[dict[str, Any], bytes]:
     """``labelwise eval --sweep``'s report plus the confusion matrix, and ``--plot``'s PNG."""
     drafts.get_or_build(evaluate.eval_version_id(doc), doc, StoredEncoder(classifier.encoder, sessions))
-    scorer = Classifier(encoder=classifier.encoder, top_k=classifier.top_k, cache=drafts)
+    scorer = Classifier(encoder=classifier.encoder, top_k=classifier.top_k, cache=drafts, windower=classifier.windower)
 
     def progress(n: int) -> None:
         with database_errors(), sessions.begin() as session:

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from labelwise.crypto import SecretBox
+from labelwise.errors import ConflictError
 from labelwise.integrations import ADAPTERS
 from labelwise.integrations.document import parse_integration, validated
 from labelwise.models import integrations
@@ -18,6 +19,8 @@ HOOK_PATHS = {
     "slack": "/hooks/slack/events?integration={id}",
     "jira": "/hooks/jira/{id}",
     "zendesk": "/hooks/zendesk/{id}",
+    "github": "/hooks/github/{id}",
+    "confluence": "/hooks/confluence/{id}",
 }
 
 
@@ -30,6 +33,13 @@ def apply_integration(session: Session, box: SecretBox, *, tenant_id: int, data:
     stored = box.open(existing.secrets) if existing is not None and existing.kind == doc.kind else {}
     merged = {k: v for k, v in {**stored, **(doc.secrets or {})}.items() if v is not None}
     secrets = validated(adapter.secrets_model, merged, prefix="secrets")
+    inbound_key = adapter.inbound_key(settings)
+    claimed = integrations.by_inbound_key(session, inbound_key) if inbound_key else None
+    if claimed is not None and (existing is None or claimed.id != existing.id):
+        raise ConflictError(
+            "another integration already receives this Slack app's events from this workspace "
+            "(settings.api_app_id + settings.team_id); use the hook URL with ?integration= instead"
+        )
     row, created = integrations.upsert_integration(
         session,
         tenant_id=tenant_id,
@@ -38,8 +48,18 @@ def apply_integration(session: Session, box: SecretBox, *, tenant_id: int, data:
         label_set=doc.label_set,
         config=settings.model_dump(mode="json"),
         secrets=box.seal(secrets.model_dump(exclude_none=True)),
+        inbound_key=inbound_key,
     )
     return integration_view(row, secret_names=sorted(secrets.model_dump(exclude_none=True))), created
+
+
+def rekey_integrations(session: Session, box: SecretBox) -> int:
+    """Re-encrypt every integration's secrets with the box's first key; how many. Raises LabelwiseError
+    (nothing changed, the caller's transaction rolls back) when one cannot be opened with any key."""
+    rows = integrations.all_integrations(session)
+    for row in rows:
+        row.secrets = box.rotate(row.secrets)
+    return len(rows)
 
 
 def integration_view(row: Integration, *, secret_names: list[str] | None = None) -> dict[str, Any]:

@@ -13,11 +13,19 @@ from labelwise.models.tables import LabelSetVersion
 
 
 def apply_label_set(
-    session: Session, *, tenant: str, doc: LabelSetDocument, created_by: str | None = None
+    session: Session,
+    *,
+    tenant: str,
+    doc: LabelSetDocument,
+    created_by: str | None = None,
+    expected_version: int | str | None = None,
 ) -> tuple[LabelSetVersion, bool]:
-    """Store a label-set document as the new current version (no-op when unchanged)."""
+    """Store a label-set document as the new current version (no-op when unchanged); with
+    ``expected_version``, only if that is still the current one (else VersionConflictError)."""
     tenant_row = tenants.get_tenant(session, tenant)
-    return labelsets.apply_document(session, tenant_id=tenant_row.id, doc=doc, created_by=created_by)
+    return labelsets.apply_document(
+        session, tenant_id=tenant_row.id, doc=doc, created_by=created_by, expected_version=expected_version
+    )
 
 
 def label_set_summaries(session: Session, *, tenant_id: int) -> list[dict[str, Any]]:

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from labelwise.classify.classifier import Classifier
 from labelwise.classify.labels import LabelCache
-from labelwise.classify.scoring import Scored, score
+from labelwise.classify.scoring import Scored, score_documents
 from labelwise.classify.stored import StoredEncoder
 from labelwise.errors import InvalidInputError, LabelwiseError, NotFoundError
 from labelwise.evaluate import eval_version_id
@@ -145,12 +145,12 @@ def _score_preview(
     document: LabelSetDocument | None,
     texts: list[str],
 ) -> dict[str, Any]:
-    vectors = classifier.encoder.encode(texts)
+    encoded = classifier.encode(texts)  # long texts in windows, as messages are
     label_encoder = StoredEncoder(classifier.encoder, sessions)
     out: dict[str, Any] = {"model": classifier.model_id, "draft": None, "current": None, "current_version": None}
     if document is not None:
         index = drafts.get_or_build(eval_version_id(document), document, label_encoder)
-        out["draft"] = [scored_view(s) for s in score(index, vectors, top_k=len(index.names))]
+        out["draft"] = [scored_view(s) for s in score_documents(index, encoded, top_k=len(index.names))]
     if label_set is not None:
         try:
             with sessions() as session:
@@ -168,11 +168,19 @@ def _score_preview(
             label_set_id=label_set_id,
             seen=seen,
         )
-        out["current"] = [scored_view(s) for s in score(index, vectors, top_k=len(index.names))]
+        out["current"] = [scored_view(s) for s in score_documents(index, encoded, top_k=len(index.names))]
         out["current_version"] = version
     return out
 
 
 def scored_view(scored: Scored) -> dict[str, Any]:
-    """Every label's score, best first, the chosen labels and whether the set abstained."""
-    return {"labels": scored.labels, "chosen": scored.chosen, "abstained": scored.abstained}
+    """Every label's score, best first, the chosen labels, whether the set abstained, and how the text was
+    read (windows, truncated, evidence), as in a job's result."""
+    return {
+        "labels": scored.labels,
+        "chosen": scored.chosen,
+        "abstained": scored.abstained,
+        "windows": scored.windows,
+        "truncated": scored.truncated,
+        "evidence": scored.evidence,
+    }

@@ -59,6 +59,7 @@ def reconcile(
         due_jobs = jobs.due_for_publish(
             session, now=now, grace_s=policy.grace_s, stuck_after_s=policy.stuck_after_s, limit=policy.batch
         )
+        due_jobs = _without_lost_texts(due_jobs)
         due_deliveries = [
             d.id
             for d in integrations.deliveries_due(
@@ -76,6 +77,19 @@ def reconcile(
             "reconciler: published %d jobs and %d deliveries again", len(published_jobs), len(published_deliveries)
         )
     return Pass(len(published_jobs), len(published_deliveries))
+
+
+def _without_lost_texts(due: list[Job]) -> list[Job]:
+    """Fail the due jobs whose text exists nowhere any more (privacy mode keeps none in SQL, so a message
+    the broker lost, or never got, cannot be made again); the others, to publish."""
+    for job in due:
+        if job.text is None:
+            jobs.mark_failed(
+                job,
+                error="its message never reached a worker and its text was not stored (privacy mode); "
+                "send the message again",
+            )
+    return [job for job in due if job.text is not None]
 
 
 def _publish_all(ids: list[str], publish: Callable[[str], None], what: str) -> list[str]:

@@ -28,6 +28,9 @@ def job_view(job: Job) -> dict[str, Any]:
         "finished_at": job.finished_at.isoformat() if job.finished_at else None,
         "feedback": job.feedback_label,
         "warnings": result.get("warnings", []),
+        "windows": result.get("windows"),
+        "truncated": result.get("truncated"),
+        "evidence": result.get("evidence", []),
     }
 
 
@@ -38,4 +41,7 @@ def to_result(scored: Scored, *, version: int, model: str) -> dict[str, Any]:
         "labels": scored.labels,
         "chosen": scored.chosen,
         "abstained": scored.abstained,
+        "windows": scored.windows,
+        "truncated": scored.truncated,
+        "evidence": scored.evidence,
     }

@@ -11,6 +11,7 @@ and a message that fails alone is recorded as a failed job with its tenant, key 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -19,13 +20,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from labelwise.classify.base import Encoder
 from labelwise.classify.classifier import Classifier
 from labelwise.classify.labels import LabelIndex
-from labelwise.classify.scoring import Scored, score
+from labelwise.classify.scoring import Scored, score_documents
 from labelwise.classify.stored import StoredEncoder
 from labelwise.errors import RetryableError
 from labelwise.messages import MAX_METADATA_BYTES
 from labelwise.models import jobs
 from labelwise.pipeline import claiming
-from labelwise.pipeline.claiming import DEFAULT_MAX_ATTEMPTS, Claimed, Conflict, Limits, Message
+from labelwise.pipeline.claiming import DEFAULT_MAX_ATTEMPTS, Claimed, Conflict, Limits, Message, Ref
 from labelwise.pipeline.common import database_errors
 from labelwise.pipeline.storing import Classified, rows_by, store_batch
 from labelwise.pipeline.traffic import Refiner, document_loader
@@ -44,6 +45,7 @@ def classify_batch(
     max_metadata_bytes: int = MAX_METADATA_BYTES,
     max_attempts: int = DEFAULT_MAX_ATTEMPTS,
     refiner: Refiner | None = None,
+    route: Callable[[Ref], Ref] | None = None,
 ) -> list[Classified | Exception]:
     """Classify a batch; one outcome per message, in order: its Classified (with the deliveries to publish
     after commit), or the exception its task should see (a passing outage: retry it).
@@ -53,7 +55,7 @@ def classify_batch(
     deliveries. With a ``refiner``, the messages' vectors are kept as their label set's traffic.
     Raises DatabaseUnavailableError (retryable) when the database cannot be reached at all.
     """
-    limits = Limits(max_text_chars, max_metadata_bytes, max_attempts)
+    limits = Limits(max_text_chars, max_metadata_bytes, max_attempts, route)
     try:
         return list(_classify(sessions, classifier, messages, limits=limits, refiner=refiner))
     except RetryableError:
@@ -101,12 +103,12 @@ def _classify(
     *,
     limits: Limits,
     refiner: Refiner | None,
-) -> list[Classified]:
+) -> list[Classified | Exception]:
     try:
         claimed, finished = claiming.claim_batch(sessions, messages, limits=limits, bulk=True)
     except Conflict:  # another worker inserted one of these jobs (or keys) meanwhile: one by one
         claimed, finished = claiming.claim_batch(sessions, messages, limits=limits, bulk=False)
-    results: list[Classified | None] = [None] * len(messages)
+    results: list[Classified | Exception | None] = [None] * len(messages)
     todo: dict[int, Claimed] = {}
     first_of: dict[str, int] = {}
     job_ids = [c.job.id if isinstance(c, Claimed) else c.id for c in claimed]
@@ -118,35 +120,49 @@ def _classify(
             results[i] = Classified(job_view(claim), finished[claim.id])
         else:
             todo[i] = claim
-    if todo:
+    for group in _isolating_suspects(todo):
+        if len(group) == 1 and (only := next(iter(group.values()))).suspect:
+            with database_errors(), sessions.begin() as session:  # counted before it can kill the worker
+                jobs.count_attempt(session, only.job.id)
         with database_errors():  # label vectors of a version not cached yet come from SQL
-            scored, vectors = _score(classifier, list(todo.values()), sessions=sessions, refiner=refiner)
+            scored, vectors = _score(classifier, list(group.values()), sessions=sessions, refiner=refiner)
         with database_errors(), sessions.begin() as session, session.no_autoflush:
-            stored = store_batch(session, classifier, todo, scored, vectors, refiner=refiner)
+            stored = store_batch(session, classifier, group, scored, vectors, refiner=refiner)
         for i, classified in stored.items():
             results[i] = classified
     return [_own_or_first(results, i, first_of[job_id]) for i, job_id in enumerate(job_ids)]
 
 
-def _own_or_first(results: list[Classified | None], i: int, first: int) -> Classified:
+def _isolating_suspects(todo: dict[int, Claimed]) -> list[dict[int, Claimed]]:
+    """The batch's first-time jobs together, then each job claimed before (its worker died while classifying
+    it: it may be the message that kills workers) alone, each committed on its own, fewest attempts first.
+    A suspect's attempt is counted only when it is tried alone, so a message that kills its worker each
+    time reaches ``max_attempts`` and fails, and its batch-mates, tried alone before it, are done."""
+    fresh = {i: c for i, c in todo.items() if not c.suspect}
+    suspects = sorted((c.job.attempts, i) for i, c in todo.items() if c.suspect)
+    return ([fresh] if fresh else []) + [{i: todo[i]} for _, i in suspects]
+
+
+def _own_or_first(results: list[Classified | Exception | None], i: int, first: int) -> Classified | Exception:
     """A repeat within the batch shares its first occurrence's view (its deliveries are enqueued once)."""
     own = results[i]
     if own is not None:
         return own
     shared = results[first]
     assert shared is not None
-    return Classified(shared.view, [])
+    return shared if isinstance(shared, Exception) else Classified(shared.view, [])
 
 
 def _score(
     classifier: Classifier, todo: list[Claimed], *, sessions: sessionmaker[Session], refiner: Refiner | None
 ) -> tuple[list[Scored], np.ndarray]:
-    """Encode every text in one call, then score each against its own label set.
+    """Encode every window of every text in one call, then score each text against its own label set;
+    the vectors returned (kept as traffic) are one per text, the mean of its windows.
 
     Label vectors come from the in-process cache, else are built (label texts' embeddings from SQL
     when stored, else from the model); with a refiner, from the set's traffic as well.
     """
-    vectors = classifier.encoder.encode([c.text for c in todo])
+    encoded = classifier.encode([c.text for c in todo])
     label_encoder = StoredEncoder(classifier.encoder, sessions)
     out: list[Scored | None] = [None] * len(todo)
     for version_id, rows in rows_by(todo, lambda c: c.version_id).items():
@@ -160,9 +176,10 @@ def _score(
             label_set_id=first.label_set_id,
             seen=first.seen,
         )
-        for row, outcome in zip(rows, score(index, vectors[rows], top_k=classifier.top_k), strict=True):
+        scored = score_documents(index, encoded.rows(rows), top_k=classifier.top_k)
+        for row, outcome in zip(rows, scored, strict=True):
             out[row] = outcome
-    return [x for x in out if x is not None], vectors
+    return [x for x in out if x is not None], encoded.text_vectors()
 
 
 def classify_message(

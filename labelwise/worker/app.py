@@ -13,6 +13,9 @@ from labelwise.settings import Settings
 CLASSIFY_TASK = "labelwise.classify"
 POOL_THREADS = 8  # Celery's pool: deliveries (network waits), previews and evaluations
 DELIVER_TASK = "labelwise.deliver"
+# RabbitMQ confirms each of labelwise's own publishes; one whose confirm does not come in this long fails
+# (the job or delivery is committed: the reconciler publishes it again) instead of blocking its thread.
+CONFIRM_TIMEOUT_S = 10.0
 
 
 def create_app(settings: Settings) -> Celery:
@@ -24,6 +27,8 @@ def create_app(settings: Settings) -> Celery:
     # Every task tracks its delivery tags (a batch's basic.ack multiple never settles one not done);
     # labelwise.classify itself is a BatchTask (labelwise.worker.consumer).
     app = Celery("labelwise", broker=broker_url, set_as_current=False, task_cls="labelwise.worker.consumer:TrackedTask")
+    # Celery's consumer, but its own writes (task events, worker heartbeats) go without publisher confirms
+    app.conf.worker_consumer = "labelwise.worker.consumer:Consumer"
     app.conf.update(
         task_serializer="json",
         accept_content=["json"],
@@ -75,4 +80,6 @@ def message_kwargs(job: Job) -> dict[str, Any]:
 
 def enqueue_job(app: Celery, job: Job, *, queue: str) -> None:
     """Publish the job's message with the job id as task id (call after the job row is committed)."""
-    app.send_task(CLASSIFY_TASK, kwargs=message_kwargs(job), task_id=job.id, queue=queue)
+    app.send_task(
+        CLASSIFY_TASK, kwargs=message_kwargs(job), task_id=job.id, queue=queue, confirm_timeout=CONFIRM_TIMEOUT_S
+    )

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from celery import Task
+from celery.worker.consumer import Consumer as CeleryConsumer
 from celery.worker.strategy import default as default_strategy
 
 from labelwise.brokers.acks import OUTSTANDING, ack_many
@@ -117,6 +118,18 @@ def _settles(message: Any, method: str) -> None:
             OUTSTANDING.settled(message)
 
     setattr(message, method, settle)
+
+
+class Consumer(CeleryConsumer):  # type: ignore[misc]
+    """Celery's consumer; the connection it writes on (task events for Flower, the worker's event heartbeats)
+    publishes without RabbitMQ's publisher confirms. Events are monitoring, and with confirms a pool thread
+    sending one waits for its confirm holding the dispatcher's lock, with no timeout: a confirm that never
+    came (seen after a broker restart) blocked every pool thread, so no delivery ran, for minutes."""
+
+    def connection_for_write(self, url: str | None = None, heartbeat: float | None = None) -> Any:
+        return self.ensure_connected(
+            self.app.connection_for_write(url=url, heartbeat=heartbeat, transport_options={"confirm_publish": False})
+        )
 
 
 class BatchTask(Task):  # type: ignore[misc]

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from labelwise.classify.classifier import Classifier
 from labelwise.errors import RetryableError
 from labelwise.pipeline.common import backoff_s
+from labelwise.pipeline.label_vectors import LabelReadiness
 from labelwise.pipeline.traffic import Refiner
 from labelwise.pipeline.working import Classified, Message, classify_batch
 from labelwise.settings import Settings
@@ -34,9 +35,11 @@ class BatchHandler:
         classifier: Classifier,
         refiner: Refiner | None,
         publish_deliveries: Any,
+        readiness: LabelReadiness | None = None,
     ) -> None:
         self.settings, self.sessions, self.classifier, self.refiner = settings, sessions, classifier, refiner
         self.publish_deliveries = publish_deliveries
+        self.readiness = readiness
         self.stopping = threading.Event()  # set at shutdown: stop retrying, leave the rest to the broker
 
     def __call__(self, items: list[Inbound]) -> list[Classified | Exception]:
@@ -79,6 +82,7 @@ class BatchHandler:
                 max_metadata_bytes=self.settings.max_metadata_bytes,
                 max_attempts=self.settings.max_attempts,
                 refiner=self.refiner,
+                route=self.readiness.route if self.readiness is not None else None,
             )
         except RetryableError as e:
             got = [e] * len(pending)

@@ -17,6 +17,7 @@ from labelwise.errors import RetryableError
 from labelwise.pipeline.evaluating import run_evaluation
 from labelwise.pipeline.previewing import run_preview
 from labelwise.settings import Settings
+from labelwise.worker.app import CONFIRM_TIMEOUT_S
 from labelwise.worker.resources import Publisher
 
 log = logging.getLogger(__name__)
@@ -53,9 +54,11 @@ def register(app: Celery, settings: Settings, publisher: Publisher) -> None:
 
 def enqueue_preview(app: Celery, preview_id: str, *, queue: str) -> None:
     """Publish after the preview row is committed."""
-    app.send_task(PREVIEW_TASK, kwargs={"preview_id": preview_id}, queue=queue)
+    app.send_task(PREVIEW_TASK, kwargs={"preview_id": preview_id}, queue=queue, confirm_timeout=CONFIRM_TIMEOUT_S)
 
 
 def enqueue_evaluation(app: Celery, evaluation_id: str, *, queue: str) -> None:
     """Publish after the evaluation row is committed."""
-    app.send_task(EVALUATE_TASK, kwargs={"evaluation_id": evaluation_id}, queue=queue)
+    app.send_task(
+        EVALUATE_TASK, kwargs={"evaluation_id": evaluation_id}, queue=queue, confirm_timeout=CONFIRM_TIMEOUT_S
+    )

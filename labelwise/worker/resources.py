@@ -7,6 +7,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -17,17 +18,20 @@ from sqlalchemy.orm import Session, sessionmaker
 from labelwise.classify.base import Encoder
 from labelwise.classify.classifier import Classifier
 from labelwise.classify.labels import LabelCache
-from labelwise.classify.sentence import SentenceTransformerEncoder
+from labelwise.classify.sentence import SentenceTransformerEncoder, resolve_model_path
+from labelwise.classify.windows import windower_for
 from labelwise.crypto import SecretBox, secret_box
 from labelwise.integrations.guard import make_client
 from labelwise.models import integrations
 from labelwise.models.db import make_engine, make_session_factory
 from labelwise.models.tables import Job
+from labelwise.pipeline.label_vectors import LabelReadiness
 from labelwise.pipeline.traffic import Refiner, TrafficPolicy
 from labelwise.pipeline.working import Classified
 from labelwise.settings import Settings
+from labelwise.worker import faults
 from labelwise.worker import metrics as worker_metrics
-from labelwise.worker.app import CLASSIFY_TASK, DELIVER_TASK, message_kwargs
+from labelwise.worker.app import CLASSIFY_TASK, CONFIRM_TIMEOUT_S, DELIVER_TASK, message_kwargs
 from labelwise.worker.batching import Batcher
 from labelwise.worker.consumer import FEED, Inbound
 from labelwise.worker.handling import BatchHandler
@@ -42,10 +46,22 @@ class Publisher:
         self.app, self.queue = app, queue
 
     def job(self, job: Job) -> None:
-        self.app.send_task(CLASSIFY_TASK, kwargs=message_kwargs(job), task_id=job.id, queue=self.queue)
+        self.app.send_task(
+            CLASSIFY_TASK,
+            kwargs=message_kwargs(job),
+            task_id=job.id,
+            queue=self.queue,
+            confirm_timeout=CONFIRM_TIMEOUT_S,
+        )
 
     def delivery(self, delivery_id: str, *, countdown: float | None = None) -> None:
-        self.app.send_task(DELIVER_TASK, kwargs={"delivery_id": delivery_id}, queue=self.queue, countdown=countdown)
+        self.app.send_task(
+            DELIVER_TASK,
+            kwargs={"delivery_id": delivery_id},
+            queue=self.queue,
+            countdown=countdown,
+            confirm_timeout=CONFIRM_TIMEOUT_S,
+        )
 
 
 @dataclass
@@ -90,7 +106,13 @@ def build_classifier(settings: Settings) -> Classifier:
         settings.label_cache_size,
         on_build=lambda refined, seconds: worker_metrics.label_index_built(refined=refined, seconds=seconds),
     )
-    return Classifier(encoder=TimedEncoder(encoder), top_k=settings.top_k, cache=cache)
+    encoder = faults.wrap_encoder(settings, encoder)  # test-only, when LABELWISE_FAULT_INJECTION says so
+    windower = windower_for(
+        Path(resolve_model_path(settings.model)),
+        budget_tokens=settings.token_budget,
+        window_tokens=settings.window_tokens,
+    )
+    return Classifier(encoder=TimedEncoder(encoder), top_k=settings.top_k, cache=cache, windower=windower)
 
 
 class TimedEncoder:
@@ -126,6 +148,7 @@ def build_resources(settings: Settings, publisher: Publisher) -> Resources:
         classifier,
         refiner,
         publish_deliveries=lambda ids: publish_deliveries(sessions, publisher, ids),
+        readiness=LabelReadiness(sessions, classifier),
     )
     batcher: Batcher[Inbound, Classified] = Batcher(handler, max_batch=settings.batch_size)
     FEED.batcher = batcher

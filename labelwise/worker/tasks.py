@@ -24,6 +24,7 @@ from labelwise.worker import previews
 from labelwise.worker.app import CLASSIFY_TASK, DELIVER_TASK
 from labelwise.worker.consumer import BatchTask, Inbound
 from labelwise.worker.heartbeat import Heartbeat
+from labelwise.worker.purger import Purger
 from labelwise.worker.reconciler import Reconciler
 from labelwise.worker.resources import Publisher, Resources, build_resources
 
@@ -110,14 +111,17 @@ def register(app: Celery, settings: Settings) -> None:
 
 
 def register_operations(settings: Settings, publisher: Publisher) -> None:
-    """While the consumer runs: the reconciler and the heartbeat; and the log format on Celery's loggers."""
+    """While the consumer runs: the reconciler, the retention purge and the heartbeat; and the log format on
+    Celery's loggers."""
     reconciler = Reconciler(settings, publisher)
+    purger = Purger(settings)
 
     @worker_ready.connect(weak=False, dispatch_uid="labelwise-worker-ready")
     def _start(sender: Any = None, **_: Any) -> None:
         global _heartbeat
         res = resources(settings, publisher)
         reconciler.start(res.sessions)
+        purger.start(res.sessions)
         host = socket.gethostname()
         name = f"{getattr(sender, 'hostname', None) or host}/{os.getpid()}"
         _heartbeat = Heartbeat(
@@ -135,6 +139,7 @@ def register_operations(settings: Settings, publisher: Publisher) -> None:
         if _resources is not None:
             _resources.handler.stopping.set()  # a batch waiting out an outage gives its messages back
         reconciler.stop()
+        purger.stop()
         if _heartbeat is not None:
             _heartbeat.stop()
 

@@ -27,6 +27,7 @@ REFUSED = [
     "::",
     "fe80::1",
     "fc00::1",
+    "fec0::1",  # site-local (deprecated): not is_private in Python, refused as is_site_local
     "fd00:ec2::254",
     "ff02::1",
     "::ffff:10.0.0.1",

@@ -92,7 +92,7 @@ BAD = [
     ("unknown label set", {"label_set": "nope", "text": "hello"}, "unknown label set"),
     ("empty text", {"label_set": "tiny", "text": ""}, "text: must not be empty"),
     ("blank text", {"label_set": "tiny", "text": "  \n "}, "text: must not be empty"),
-    ("oversized text", {"label_set": "tiny", "text": "a" * 20_001}, "20,001 characters; the limit is 20,000"),
+    ("oversized text", {"label_set": "tiny", "text": "a" * 50_001}, "50,001 characters; the limit is 50,000"),
     ("text of wrong type", {"label_set": "tiny", "text": 123}, "text: input should be a valid string"),
     (
         "tenant of wrong type",

@@ -68,3 +68,38 @@ def test_sigkill_mid_batch_loses_no_message(kind: str, tmp_path: Path) -> None:
         assert [v["status"] for v in views] == ["done"] * N
         assert all(v["chosen"] == ["billing"] for v in views)
         assert statuses(stack.database_url, tenant) == {"done": N}
+
+
+@pytest.mark.parametrize("kind", ["embedded", "pg-redis"])
+def test_a_message_that_kills_its_worker_fails_alone(kind: str, tmp_path: Path) -> None:
+    """Its batch-mates were claimed again with it each time its worker died, reached the attempt limit
+    with it and failed as if they were poison too. Jobs claimed before are now tried one by one, after
+    the rest of their batch is committed: the killer fails with its reason, every other message is done."""
+    extra = {
+        "LABELWISE_BROKER_VISIBILITY_TIMEOUT_S": "5",
+        "LABELWISE_MAX_ATTEMPTS": "3",
+        "LABELWISE_FAULT_INJECTION": "worker-exit-on-text=KILL-THE-WORKER",
+    }
+    with make_stack(kind, home=tmp_path, queue=f"lw-poison-{uuid.uuid4().hex[:8]}") as stack:
+        tenant = f"p{uuid.uuid4().hex[:6]}"
+        stack.cli("tenant", "create", tenant)
+        stack.cli("labels", "apply", str(DATA / "tiny.yaml"), "--tenant", tenant)
+        texts = [f"Order {i}: I was charged twice this month" for i in range(12)]
+        texts.insert(5, "KILL-THE-WORKER: I was charged twice")
+        ids = stack.send_many([{"tenant": tenant, "label_set": "tiny", "text": t} for t in texts])
+        deadline = time.monotonic() + 300
+        worker = stack.start_worker(LABELWISE_BATCH_SIZE="16", **extra)  # all thirteen in one batch
+        deaths = 0
+        while statuses(stack.database_url, tenant).get("done", 0) + statuses(stack.database_url, tenant).get(
+            "failed", 0
+        ) < len(texts):
+            assert time.monotonic() < deadline, statuses(stack.database_url, tenant)
+            if worker.poll() is not None:  # a supervisor restarts it
+                deaths += 1
+                worker = stack.start_worker(LABELWISE_BATCH_SIZE="16", **extra)
+            time.sleep(0.2)
+        views = [stack.wait_job(i, timeout_s=30) for i in ids]
+        killer = views.pop(5)
+        assert killer["status"] == "failed" and "gave up after 3 attempts" in killer["error"], killer
+        assert [v["status"] for v in views] == ["done"] * 12, [v.get("error") for v in views]
+        assert deaths >= 2

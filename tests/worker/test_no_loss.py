@@ -186,3 +186,35 @@ def _healthy(port: int) -> bool:
         return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def test_a_huge_label_set_edit_does_not_stall_another_tenants_messages(stack: Stack, tmp_path: Path) -> None:
+    """Thousands of new examples were embedded inside the batcher's batch: every tenant on that worker
+    waited for them. They are embedded aside now, while the set's previous version serves its messages."""
+    quick, heavy = new_tenant(stack), new_tenant(stack)
+    (tmp_path / "small.yaml").write_text("name: huge\nlabels:\n  - name: billing\n  - name: bugs\n")
+    stack.cli("labels", "apply", str(tmp_path / "small.yaml"), "--tenant", heavy)
+    labels = "".join(
+        f"  - name: topic{k}\n    examples:\n"
+        + "".join(f"      - 'question {i} about topic {k} from {heavy}'\n" for i in range(100))
+        for k in range(30)
+    )  # 3,000 new texts to embed: tens of seconds of a core
+    (tmp_path / "huge.yaml").write_text(f"name: huge\nlabels:\n{labels}")
+    stack.cli("labels", "apply", str(tmp_path / "huge.yaml"), "--tenant", heavy)
+    started = time.monotonic()
+    heavy_id = stack.send({"tenant": heavy, "label_set": "huge", "text": "Where is my invoice?"})
+    time.sleep(0.5)  # the worker has taken it and started building version 2
+    quick_id = stack.send({"tenant": quick, "label_set": "tiny", "text": "I was charged twice"})
+    assert stack.wait_job(quick_id, timeout_s=30)["status"] == "done"
+    heavy_job = stack.wait_job(heavy_id, timeout_s=30)
+    quick_s = time.monotonic() - started
+    assert heavy_job["status"] == "done" and heavy_job["label_set_version"] == 1  # the previous version served
+    deadline = time.monotonic() + 300
+    while True:  # and once version 2 is built, it serves
+        job = stack.wait_job(stack.send({"tenant": heavy, "label_set": "huge", "text": "topic 3"}), timeout_s=60)
+        if job["label_set_version"] == 2:
+            break
+        assert time.monotonic() < deadline, "version 2 was never built"
+        time.sleep(2)
+    built_s = time.monotonic() - started
+    assert quick_s < built_s / 2, (quick_s, built_s)

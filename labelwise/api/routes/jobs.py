@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Header, Path, Query, Response
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
+from starlette.concurrency import run_in_threadpool
 
 from labelwise import pipeline
 from labelwise.api import faults
 from labelwise.api.deps import Caller, State, caller, state
-from labelwise.api.errors import responses
+from labelwise.api.errors import ApiError, responses
 from labelwise.api.schemas import FeedbackIn, FeedbackOut, JobIn, JobOut, JobPage
+from labelwise.api.waiting import TooManyWaits, classify_cap, wait_until
 from labelwise.messages import ClassifyMessage, parse_message
 from labelwise.worker.app import enqueue_job
 
@@ -32,6 +35,11 @@ def _message(who: Caller, body: JobIn, key: str | None, st: State) -> ClassifyMe
     return parse_message(
         fields, max_text_chars=st.settings.max_text_chars, max_metadata_bytes=st.settings.max_metadata_bytes
     )
+
+
+def _read(st: State, who: Caller, job_id: str) -> dict[str, Any]:
+    with st.sessions() as session:
+        return pipeline.get_job(session, tenant_id=who.tenant_id, job_id=job_id)
 
 
 def _submit(who: Caller, body: JobIn, key: str | None, st: State) -> tuple[dict[str, Any], bool]:
@@ -92,10 +100,16 @@ def feedback(
     job_id: JobId, body: FeedbackIn, st: State = Depends(state), who: Caller = Depends(caller)
 ) -> dict[str, Any]:
     """Stores the correction and adds the job's text to that label's examples in a new version of the label
-    set, which the next message uses. 409 unless the job is done; 422 for a label not in the set."""
+    set, which the next message uses. 409 unless the job is done, or when the job no longer keeps its text
+    (retention, privacy mode) and the body has no `text`; 422 for a label not in the set."""
     with st.sessions.begin() as session:
         return pipeline.record_feedback(
-            session, tenant_id=who.tenant_id, job_id=job_id, label=body.label, created_by=f"api {who.token_prefix}"
+            session,
+            tenant_id=who.tenant_id,
+            job_id=job_id,
+            label=body.label,
+            text=body.text,
+            created_by=f"api {who.token_prefix}",
         )
 
 
@@ -110,10 +124,17 @@ def list_jobs(
     st: State = Depends(state),
     who: Caller = Depends(caller),
 ) -> dict[str, Any]:
-    """The tenant's jobs, newest first, a page at a time."""
+    """The tenant's jobs, newest first, a page at a time. A page also ends before it passes
+    `LABELWISE_MAX_PAGE_BYTES` of JSON (at least one job); `next_cursor` continues from there."""
     with st.sessions() as session:
         views, next_cursor = pipeline.list_jobs(
-            session, tenant_id=who.tenant_id, status=status, label_set=label_set, limit=limit, cursor=cursor
+            session,
+            tenant_id=who.tenant_id,
+            status=status,
+            label_set=label_set,
+            limit=limit,
+            cursor=cursor,
+            max_bytes=st.settings.max_page_bytes,
         )
     return {"jobs": views, "next_cursor": next_cursor}
 
@@ -127,8 +148,9 @@ def list_jobs(
     },
     summary="Classify a message and wait for the result",
 )
-def classify(
+async def classify(
     body: JobIn,
+    request: Request,
     response: Response,
     idempotency_key: IdempotencyKey = None,
     st: State = Depends(state),
@@ -136,9 +158,19 @@ def classify(
 ) -> dict[str, Any]:
     """For previews and small volumes. The message goes through the same queue and worker as
     `POST /v1/jobs` (the API process holds no model), and the answer waits up to
-    `LABELWISE_SYNC_TIMEOUT_S` (default 10 s) for the result. Slower: 202 with the job to poll."""
-    view, _ = _submit(who, body, idempotency_key, st)
-    view = pipeline.wait_for_job(st.sessions, view["job_id"], timeout_s=st.settings.sync_timeout_s)
+    `LABELWISE_SYNC_TIMEOUT_S` (default 10 s) for the result, without holding a thread. Slower: 202
+    with the job to poll. 429 (with `Retry-After`) when the tenant already has
+    `LABELWISE_SYNC_MAX_WAITS` calls waiting in this API process."""
+    try:
+        with classify_cap(request.app).hold(who.tenant_id):
+            view, _ = await run_in_threadpool(_submit, who, body, idempotency_key, st)
+            job_id = view["job_id"]
+            if view["status"] not in ("done", "failed"):
+                finished = functools.partial(pipeline.job_finished, st.sessions, job_id)
+                await wait_until(finished, timeout_s=st.settings.sync_timeout_s, poll_s=0.01, max_poll_s=0.2)
+                view = await run_in_threadpool(_read, st, who, job_id)
+    except TooManyWaits as e:
+        raise ApiError(429, "rate_limited", e.message, {"Retry-After": "1"}) from e
     if view["status"] not in ("done", "failed"):
         response.status_code = 202
         response.headers["Location"] = f"/v1/jobs/{view['job_id']}"

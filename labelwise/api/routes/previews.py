@@ -10,11 +10,11 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from labelwise.api.deps import Caller, State, caller, state
 from labelwise.api.errors import ApiError, responses
-from labelwise.api.schemas import LabelScore, LabelSetIn, SetName
+from labelwise.api.schemas import Evidence, LabelScore, LabelSetIn, SetName
 from labelwise.api.waiting import TooManyWaits, preview_and_wait, preview_cap
 from labelwise.errors import BrokerUnavailableError, InvalidDocumentError
 from labelwise.evaluate import Row
-from labelwise.labelset import LabelSetDocument, parse_document
+from labelwise.labelset import LabelSetDocument, document_limits, parse_document
 from labelwise.pipeline import evaluating, previewing
 from labelwise.worker.previews import enqueue_evaluation
 
@@ -49,6 +49,11 @@ class PreviewResult(BaseModel):
     labels: list[LabelScore] = Field(description="Every label of the document with its score, best first.")
     chosen: list[str] = Field(description="Labels chosen (the fallback label when abstaining).")
     abstained: bool
+    windows: int | None = Field(None, description="How many model windows read the text (1 when it fits one).")
+    truncated: bool | None = Field(None, description="True when the token budget cut the text.")
+    evidence: list[Evidence] = Field(
+        default_factory=list, description="Per chosen label, the character span of its best window (see jobs)."
+    )
 
 
 class PreviewOut(BaseModel):
@@ -103,9 +108,7 @@ def _document(body: LabelSetIn | None, name: str | None, st: State) -> LabelSetD
     if body is None:
         return None
     try:
-        return parse_document(
-            {**body.model_dump(mode="json"), "name": name or "draft"}, max_labels=st.settings.max_labels
-        )
+        return parse_document({**body.model_dump(mode="json"), "name": name or "draft"}, **document_limits(st.settings))
     except InvalidDocumentError as e:
         fields = [{**x, "field": f"body.document.{x['field']}"} for x in e.errors]
         raise InvalidDocumentError(e.message, errors=fields) from e
@@ -189,7 +192,7 @@ def create_evaluation(
     try:
         enqueue_evaluation(st.celery, view["evaluation_id"], queue=st.settings.queue)
     except Exception as e:
-        raise BrokerUnavailableError(f"could not enqueue the evaluation: {e}") from e
+        raise BrokerUnavailableError(f"could not enqueue the evaluation ({type(e).__name__})") from e
     response.headers["Location"] = f"/v1/evaluations/{view['evaluation_id']}"
     return view
 

@@ -1,0 +1,89 @@
+"""POST /v1/classify waits without holding a thread, and each tenant may hold only so many waits."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from labelwise.api.app import create_app
+from labelwise.models import tenants
+from labelwise.models.db import upgrade
+from labelwise.settings import Settings
+from tests.apiclient import TINY
+
+WAIT_S = 3.0
+
+
+def make_client(tmp_path: Path, **over: Any) -> TestClient:
+    """No worker runs: every classify call waits its full ``sync_timeout_s`` and answers 202."""
+    settings = Settings(home=tmp_path, sync_timeout_s=WAIT_S, **over)
+    settings.ensure_home()
+    upgrade(settings.resolved_database_url())
+    return TestClient(create_app(settings))
+
+
+@pytest.fixture
+def client(tmp_path: Path) -> Iterator[TestClient]:
+    with make_client(tmp_path, sync_max_waits=60) as c:
+        yield c
+
+
+def new_tenant(client: TestClient) -> dict[str, str]:
+    with client.app.state.labelwise.sessions.begin() as s:  # type: ignore[attr-defined]
+        tenant = tenants.create_tenant(s, f"t{uuid.uuid4().hex[:8]}")
+        _, token = tenants.create_token(s, tenant_id=tenant.id)
+    h = {"Authorization": f"Bearer {token}"}
+    assert client.put("/v1/label-sets/tiny", json=TINY, headers=h).status_code == 201
+    return h
+
+
+def start_waits(client: TestClient, h: dict[str, str], n: int) -> tuple[list[threading.Thread], list[int]]:
+    codes: list[int] = []
+
+    def call(i: int) -> None:
+        codes.append(
+            client.post("/v1/classify", json={"label_set": "tiny", "text": f"hello {i}"}, headers=h).status_code
+        )
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    return threads, codes
+
+
+def test_many_waiting_classify_calls_do_not_slow_another_tenants_get(client: TestClient) -> None:
+    """45 waits of tenant A (more than the 40 threads of the pool): tenant B's GETs stay fast."""
+    a, b = new_tenant(client), new_tenant(client)
+    threads, codes = start_waits(client, a, 45)
+    time.sleep(1.0)  # all 45 are waiting now
+    took = []
+    for _ in range(5):
+        started = time.monotonic()
+        assert client.get("/v1/label-sets", headers=b).status_code == 200
+        took.append(time.monotonic() - started)
+    for t in threads:
+        t.join()
+    assert codes == [202] * 45
+    assert max(took) < 0.5, took  # a held thread per wait made this about WAIT_S
+
+
+def test_one_tenant_past_its_cap_gets_429_and_another_tenant_does_not(tmp_path: Path) -> None:
+    with make_client(tmp_path, sync_max_waits=2) as client:
+        a, b = new_tenant(client), new_tenant(client)
+        threads, codes = start_waits(client, a, 2)
+        time.sleep(0.5)
+        over = client.post("/v1/classify", json={"label_set": "tiny", "text": "one more"}, headers=a)
+        assert over.status_code == 429 and over.json()["error"]["code"] == "rate_limited"
+        assert int(over.headers["Retry-After"]) >= 1
+        other, other_codes = start_waits(client, b, 1)
+        for t in threads + other:
+            t.join()
+        assert codes == [202, 202] and other_codes == [202]
+        assert len(client.get("/v1/jobs", headers=a).json()["jobs"]) == 2  # the refused call made no job

@@ -1,0 +1,75 @@
+"""A label-set version with many new texts is built in the background; meanwhile the set's previous
+version serves (a first version is built inline: no message is ever held back), on a real database and
+the real model."""
+
+from __future__ import annotations
+
+import time
+
+from labelwise import pipeline
+from labelwise.classify.classifier import Classifier
+from labelwise.labelset import parse_document
+from labelwise.models import labelsets, tenants
+from labelwise.pipeline.label_vectors import LabelReadiness
+
+
+def doc(examples: int, *, salt: str) -> object:
+    return parse_document(
+        {
+            "name": "big",
+            "labels": [
+                {"name": "billing", "examples": [f"invoice question {salt} {i}" for i in range(examples)]},
+                {"name": "bugs", "description": "Something is broken."},
+            ],
+        }
+    )
+
+
+def ref_of(sessions, tenant_id: int) -> tuple[int, int, int, int]:  # type: ignore[no-untyped-def]
+    with sessions() as s:
+        return labelsets.current_version_ref(s, tenant_id=tenant_id, name="big")
+
+
+def test_a_big_new_version_is_built_aside_while_the_previous_one_serves(sessions, encoder) -> None:  # type: ignore[no-untyped-def]
+    with sessions.begin() as s:
+        tenant_id = tenants.create_tenant(s, "acme").id
+        pipeline.apply_label_set(s, tenant="acme", doc=doc(2, salt="v1"))
+    readiness = LabelReadiness(sessions, Classifier(encoder), inline_texts=5)
+    v1 = ref_of(sessions, tenant_id)
+    assert readiness.route(v1) == v1  # few new texts: built inside the batch, as before
+    with sessions.begin() as s:
+        pipeline.apply_label_set(s, tenant="acme", doc=doc(40, salt="v2"))
+    v2 = ref_of(sessions, tenant_id)
+    assert v2[1] == 2
+    assert readiness.route(v2) == (v1[0], v1[1], v1[2], v2[3])  # the previous version serves meanwhile
+    deadline = time.monotonic() + 120
+    while readiness.route(v2) != v2:
+        assert time.monotonic() < deadline, "version 2 was never built"
+        time.sleep(0.2)
+
+
+def test_a_restarted_worker_finds_the_previous_version_in_sql(sessions, encoder) -> None:  # type: ignore[no-untyped-def]
+    with sessions.begin() as s:
+        tenant_id = tenants.create_tenant(s, "acme").id
+        pipeline.apply_label_set(s, tenant="acme", doc=doc(2, salt="v1"))
+        pipeline.apply_label_set(s, tenant="acme", doc=doc(40, salt="v2"))
+    v2 = ref_of(sessions, tenant_id)
+    readiness = LabelReadiness(sessions, Classifier(encoder), inline_texts=5)  # has never seen version 1
+    routed = readiness.route(v2)
+    assert routed[1] == 1 and routed != v2  # version 1's few texts are cheap: it serves
+    deadline = time.monotonic() + 120
+    while readiness.route(v2) != v2:
+        assert time.monotonic() < deadline, "version 2 was never built"
+        time.sleep(0.2)
+
+
+def test_a_first_version_with_many_texts_is_built_inline_never_held_back(sessions, encoder) -> None:  # type: ignore[no-untyped-def]
+    """Messages held back while a first version was built filled the worker's prefetch: every other tenant
+    waited behind them. With no earlier version to serve, the version is built in the batch, as a small one."""
+    with sessions.begin() as s:
+        tenant_id = tenants.create_tenant(s, "acme").id
+        pipeline.apply_label_set(s, tenant="acme", doc=doc(40, salt="first"))
+    readiness = LabelReadiness(sessions, Classifier(encoder), inline_texts=5)
+    v1 = ref_of(sessions, tenant_id)
+    assert readiness.route(v1) == v1
+    assert readiness._building == set()  # nothing built aside: the batch builds it
