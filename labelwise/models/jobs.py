@@ -5,12 +5,12 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
-from collections.abc import Iterator
 from typing import Any
 
 from sqlalchemy import bindparam, func, insert, or_, select, tuple_, update
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import ScalarResult
 from sqlalchemy.orm import Session
 
 from labelwise.errors import NotFoundError
@@ -147,8 +147,9 @@ def iter_jobs(
     before: tuple[dt.datetime, str] | None = None,
     limit: int = 50,
     chunk: int = 50,
-) -> Iterator[Job]:
-    """As list_jobs, fetched ``chunk`` rows at a time (a caller that stops early loads no more)."""
+) -> ScalarResult[Job]:
+    """As list_jobs, fetched ``chunk`` rows at a time (a caller that stops early loads no more; it closes
+    the result, which on PostgreSQL holds a server-side cursor)."""
     query = select(Job).order_by(Job.created_at.desc(), Job.id.desc()).limit(limit)
     if tenant_id is not None:
         query = query.where(Job.tenant_id == tenant_id)
@@ -160,7 +161,7 @@ def iter_jobs(
         # one row-value comparison: the index (tenant_id, created_at) seeks to the page at any depth,
         # where "a < x OR (a = x AND b < y)" made it read and skip every row of the pages before
         query = query.where(tuple_(Job.created_at, Job.id) < before)  # each value bound with its column's type
-    return iter(session.scalars(query.execution_options(yield_per=chunk)))
+    return session.scalars(query.execution_options(yield_per=chunk))  # the caller closes it (a server cursor)
 
 
 def count_open_by_status(session: Session) -> dict[str, int]:

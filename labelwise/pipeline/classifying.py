@@ -48,16 +48,19 @@ def list_jobs(
     )
     views: list[dict[str, Any]] = []
     size, last = 0, None
-    for job in rows:
-        if len(views) == limit:
-            return views, encode_cursor(last) if last is not None else None
-        view = job_view(job)
-        size += len(json.dumps(view, default=str, ensure_ascii=False).encode())
-        if views and max_bytes is not None and size > max_bytes:
-            return views, encode_cursor(last) if last is not None else None
-        views.append(view)
-        last = job
-    return views, None
+    try:
+        for job in rows:
+            if len(views) == limit:
+                return views, encode_cursor(last) if last is not None else None
+            view = job_view(job)
+            size += len(json.dumps(view, default=str, ensure_ascii=False).encode())
+            if views and max_bytes is not None and size > max_bytes:
+                return views, encode_cursor(last) if last is not None else None
+            views.append(view)
+            last = job
+        return views, None
+    finally:
+        rows.close()  # the rest of the page is never fetched
 
 
 def encode_cursor(job: Job) -> str:
