@@ -52,11 +52,19 @@ lint: install
 deploy-check: install
 	$(PY) -m pytest tests/test_deploy.py $(PYTEST_ARGS)
 
-# Short runs of the long benchmarks, so they cannot rot; each exits non-zero when its targets are missed
-# (the chaos run: nothing lost, stuck or classified twice, on three stacks with its own throwaway servers).
+# Short runs of the long benchmarks, so they cannot rot. The chaos run exits non-zero when its targets are
+# missed (nothing lost, stuck or classified twice, on three stacks with its own throwaway servers); the
+# others print their figures. Those that read ../shared/data run when it is there.
+SHARED_DATA ?= ../shared/data
 bench-short: install
 	$(PY) bench/chaos.py --short
 	$(PY) bench/pipeline.py --n 1000
+	$(PY) bench/growth.py --short
+	$(PY) bench/noisy_neighbour.py --short
+	@if [ -d "$(SHARED_DATA)" ]; then \
+		$(PY) bench/long_documents.py --short --data-dir "$(SHARED_DATA)" && \
+		$(PY) bench/traffic_drift.py --short --data-dir "$(SHARED_DATA)"; \
+	else echo "bench-short: $(SHARED_DATA) not found; long_documents and traffic_drift skipped"; fi
 
 clean:
 	rm -rf $(VENV) .labelwise .pytest_cache

@@ -67,7 +67,12 @@ class Settings(BaseSettings):
     worker_processes: int = Field(
         2, ge=1, description="Worker processes `labelwise worker` runs (each loads the model)."
     )
-    batch_size: int = Field(16, ge=1, description="Most messages a worker process encodes in one model call.")
+    batch_size: int = Field(
+        64,
+        ge=1,
+        description="Most messages a worker process classifies in one batch: one model call (the encoder splits "
+        "it by length), one transaction, one acknowledgement.",
+    )
     max_text_chars: int = Field(
         50_000,
         ge=1,
