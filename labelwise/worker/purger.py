@@ -6,50 +6,22 @@ no message touches, with a pause between batches."""
 
 from __future__ import annotations
 
-import contextlib
-import logging
-import os
-import socket
-import threading
-import uuid
-
 from sqlalchemy.orm import Session, sessionmaker
 
-from labelwise.errors import LabelwiseError
 from labelwise.pipeline import lifecycle
 from labelwise.settings import Settings
+from labelwise.worker.periodic import LeasedLoop
 
-log = logging.getLogger(__name__)
 
+class Purger(LeasedLoop):
+    name = "purge"
 
-class Purger:
     def __init__(self, settings: Settings) -> None:
+        super().__init__(settings.purge_interval_s)
         self.policy = lifecycle.Retention.from_settings(settings)
-        self.interval_s = settings.purge_interval_s
-        self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._sessions: sessionmaker[Session] | None = None
 
-    def start(self, sessions: sessionmaker[Session]) -> None:
-        self._sessions = sessions
-        self._thread = threading.Thread(target=self._run, name="labelwise-purge", daemon=True)
-        self._thread.start()
+    def run_pass(self, sessions: sessionmaker[Session]) -> None:
+        lifecycle.purge(sessions, holder=self.holder, policy=self.policy, stop=self._stop.is_set)
 
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-        if self._sessions is not None:
-            with contextlib.suppress(LabelwiseError):
-                lifecycle.release_purge(self._sessions, holder=self.holder)
-
-    def _run(self) -> None:
-        assert self._sessions is not None
-        while not self._stop.wait(self.interval_s):
-            try:
-                lifecycle.purge(self._sessions, holder=self.holder, policy=self.policy, stop=self._stop.is_set)
-            except LabelwiseError as e:
-                log.warning("purge: %s", e.message)
-            except Exception:  # the thread must outlive any one pass
-                log.exception("purge: pass failed")
+    def release(self, sessions: sessionmaker[Session]) -> None:
+        lifecycle.release_purge(sessions, holder=self.holder)
