@@ -32,7 +32,7 @@ from kombu.transport.sqlalchemy import Channel as _Channel
 from kombu.transport.sqlalchemy import Transport as _Transport
 from kombu.utils.encoding import bytes_to_str
 from sqlalchemy import Engine, create_engine, event, inspect, text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 _prepared: set[str] = set()
 _prepare_lock = threading.Lock()
@@ -196,6 +196,18 @@ class Channel(_Channel):
             self.settle([tag], requeue=True)
             return
         super()._restore(message)
+
+    def _get_or_create(self, queue: str) -> Any:
+        """kombu's, but a queue row another process inserted meanwhile (two workers starting together on a
+        new queue) is found instead of ending this one with an IntegrityError."""
+        try:
+            return super()._get_or_create(queue)
+        except IntegrityError:
+            self.session.rollback()
+            found = self.session.query(self.queue_cls).filter(self.queue_cls.name == queue).first()
+            if found is None:
+                raise
+            return found
 
     def _put(self, queue: str, payload: Any, **kwargs: Any) -> None:
         obj = self._get_or_create(queue)

@@ -200,3 +200,31 @@ def test_a_batch_acknowledged_at_once_settles_exactly_its_messages(broker: Broke
             assert [m.acknowledged for m in held] == [False, True, True, True, False, True]
     # the consumer is gone: what it did not acknowledge comes back, nothing else
     assert sorted(drain(broker, queue, seconds=VISIBILITY_TIMEOUT_S + 8, expect=2)) == ["m0", "m4"]
+
+
+def test_two_workers_creating_the_sql_brokers_queue_at_once_both_start(tmp_path: Path) -> None:
+    """Two workers starting together on the embedded broker each found no row for a new queue and inserted
+    one: the second failed on the unique name and that worker exited. Here the other process's row lands
+    between kombu's reads and its insert, as in that race."""
+    from sqlalchemy import create_engine, text
+
+    url = tmp_path / "broker.sqlite"
+    broker = Broker("sql-sqlite", f"sqla+sqlite:///{url}")
+    broker.publish("other", messages(1))  # the tables exist
+    with broker.connection() as conn:
+        channel = conn.default_channel
+        session, add = channel.session, channel.session.add
+
+        def add_after_the_other_worker(obj: object) -> None:
+            if isinstance(obj, channel.queue_cls):
+                engine = create_engine(f"sqlite:///{url}")
+                with engine.begin() as other:
+                    other.execute(text("INSERT INTO kombu_queue (name) VALUES (:name)"), {"name": obj.name})
+                engine.dispose()
+            add(obj)
+
+        session.add = add_after_the_other_worker
+        assert channel._get_or_create("racy").name == "racy"
+        session.add = add
+    broker.publish("racy", messages(2))
+    assert len(drain(broker, "racy", seconds=10, expect=2)) == 2
