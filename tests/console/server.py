@@ -153,6 +153,14 @@ def sign_in(driver: Any, url: str, token: str) -> None:
 
 
 def wait_for(driver: Any, condition: Any, timeout_s: float = 30) -> Any:
+    """Poll ``condition`` until it holds. An element htmx swapped out between finding it and reading it
+    (a stale reference) is looked up again on the next poll, not a failure."""
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(driver, timeout_s, poll_frequency=0.05).until(condition)
+    return WebDriverWait(
+        driver,
+        timeout_s,
+        poll_frequency=0.05,
+        ignored_exceptions=(NoSuchElementException, StaleElementReferenceException),
+    ).until(condition)
