@@ -152,6 +152,14 @@ def sign_in(driver: Any, url: str, token: str) -> None:
     wait_for(driver, lambda d: d.current_url.endswith("/console/sets"))
 
 
+def page_text(driver: Any, selector: str) -> str:
+    """The text of the first element matching ``selector``, read in the page in one step (an element
+    htmx swaps out meanwhile cannot go stale between finding and reading it); "" when there is none."""
+    return str(
+        driver.execute_script("const e = document.querySelector(arguments[0]); return e ? e.innerText : '';", selector)
+    )
+
+
 def wait_for(driver: Any, condition: Any, timeout_s: float = 30) -> Any:
     """Poll ``condition`` until it holds. An element htmx swapped out between finding it and reading it
     (a stale reference) is looked up again on the next poll, not a failure."""

@@ -17,7 +17,7 @@ import httpx
 import pytest
 from selenium.common.exceptions import NoAlertPresentException
 
-from tests.console.server import Server, browser_missing, chromium, labelwise_up, sign_in, wait_for
+from tests.console.server import Server, browser_missing, chromium, labelwise_up, page_text, sign_in, wait_for
 from tests.stacks import REQUIRE
 
 pytestmark = pytest.mark.slow
@@ -128,7 +128,7 @@ def test_create_a_set_with_three_labels_and_preview_the_draft(driver: Any, serve
     assert "No saved version yet" in driver.find_element(*by("#preview-result")).text
     check_page(driver, shots, "editor-new-set")
     driver.find_element(*by("#save")).click()
-    wait_for(driver, lambda d: "Saved version 1." in d.find_element(*by(".notice")).text)
+    wait_for(driver, lambda d: "Saved version 1." in page_text(d, ".notice"))
 
 
 def test_preview_a_draft_beside_the_current_version_then_save_version_2(
@@ -144,7 +144,7 @@ def test_preview_a_draft_beside_the_current_version_then_save_version_2(
     check_page(driver, shots, "editor")
     driver.set_window_size(1280, 900)
     driver.find_element(*by("#save")).click()
-    wait_for(driver, lambda d: "Saved version 2." in d.find_element(*by(".notice")).text)
+    wait_for(driver, lambda d: "Saved version 2." in page_text(d, ".notice"))
     assert api(server, tenant, "GET", "/v1/label-sets/support").json()["version"] == 2
     driver.set_window_size(390, 844)
     try:
@@ -163,7 +163,7 @@ def test_versions_diff_and_rollback(driver: Any, server: Server, tenant: dict[st
     assert "v2" in rows[0].text and "current" in rows[0].text and "console lw_" in rows[0].text
     check_page(driver, shots, "versions")
     driver.find_element(*by("button[aria-label='Roll back to version 1']")).click()
-    wait_for(driver, lambda d: "current" in d.find_elements(*by("tbody tr"))[1].text)
+    wait_for(driver, lambda d: "current" in page_text(d, "tbody tr:nth-child(2)"))
     assert api(server, tenant, "GET", "/v1/label-sets/support").json()["version"] == 1
 
 
@@ -199,7 +199,7 @@ def test_correct_a_recent_message_and_the_next_version_holds_it(
     card = driver.find_element(*by(f"#job-{job['job_id']}"))
     card.find_element(*by("select[name=label]")).send_keys("billing")
     card.find_element(*by("form[action$='/feedback'] select + button")).click()
-    wait_for(driver, lambda d: "corrected: billing" in d.find_element(*by(f"#job-{job['job_id']}")).text)
+    wait_for(driver, lambda d: "corrected: billing" in page_text(d, f"#job-{job['job_id']}"))
     current = api(server, tenant, "GET", "/v1/label-sets/support").json()
     assert current["version"] == 3
     billing = next(x for x in current["document"]["labels"] if x["name"] == "billing")
@@ -232,7 +232,7 @@ def test_a_label_named_like_markup_renders_as_text(driver: Any, server: Server, 
     fill_label(driver, n, XSS, f"{XSS} in a description", [XSS])
     assert preview(driver, "hello")  # the draft with that label previews
     driver.find_element(*by("#save")).click()
-    wait_for(driver, lambda d: "Saved version 4." in d.find_element(*by(".notice")).text)
+    wait_for(driver, lambda d: "Saved version 4." in page_text(d, ".notice"))
     for path in ("/console/sets/support", "/console/sets/support/versions?a=3&b=4", "/console/sets"):
         driver.get(server.url + path)
         assert driver.find_elements(*by("img[src='x']")) == []
