@@ -13,7 +13,9 @@ Tenant A sends 10 messages a second through ``POST /v1/jobs``; its latency is ea
 It prints A's p50/p99 alone and beside B, their ratio (target: p99 beside B <= 2x alone), the worker's
 peak resident memory (target: under 1 GB) and what B got through.
 
-    python bench/noisy_neighbour.py [--short] [--seconds S] [--stack pg-redis|embedded] [--json]
+    python bench/noisy_neighbour.py [--short] [--seconds S] [--stack pg-redis|embedded] [--tenant-share N] [--json]
+
+``--tenant-share 0`` runs the worker without fair sharing (one first-come, first-served queue, as before).
 """
 
 from __future__ import annotations
@@ -244,7 +246,8 @@ class RssSampler(threading.Thread):
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     home = Path(tempfile.mkdtemp(prefix="noisy-"))
     with make_stack(args.stack, home=home, queue=f"noisy-{uuid.uuid4().hex[:8]}") as stack, platform() as webhook:
-        worker = stack.start_worker()
+        share = {} if args.tenant_share is None else {"LABELWISE_TENANT_SHARE": str(args.tenant_share)}
+        worker = stack.start_worker(**share)
         stack.warm_up()
         capacity = capacity_msgs_s(stack, args.calibrate)
         webhook.script("/hook", Reply(200, delay_s=0.8, stream_bytes=args.webhook_mb * 2**20))
@@ -294,6 +297,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 
     return {
         "stack": args.stack,
+        "tenant_share": args.tenant_share,
         "seconds_per_phase": args.seconds,
         "worker_capacity_msgs_s": round(capacity, 1),
         "b_flood_msgs_s": round(max(1.0, capacity - A_RATE_S), 1),
@@ -323,6 +327,12 @@ def main() -> None:
     )
     parser.add_argument(
         "--edit-every-s", type=float, default=10.0, help="B's new version of the huge set (10 s; 0: never)"
+    )
+    parser.add_argument(
+        "--tenant-share",
+        type=int,
+        default=None,
+        help="the worker's LABELWISE_TENANT_SHARE (default: the setting's; 0: no fair share, as before it)",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     args = parser.parse_args()

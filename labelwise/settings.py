@@ -73,6 +73,15 @@ class Settings(BaseSettings):
         description="Most messages a worker process classifies in one batch: one model call (the encoder splits "
         "it by length), one transaction, one acknowledgement.",
     )
+    tenant_share: int = Field(
+        64,
+        ge=0,
+        description="Fair sharing between tenants in a worker process: once a tenant has this many messages "
+        "waiting there, its next ones are moved to the overflow lane (QUEUE.overflow, which workers also "
+        "consume, after the main queue) so another tenant's message never waits behind its flood; tenants "
+        "with few messages waiting are classified in a small express batch beside the main one. 0: off "
+        "(one first-come, first-served queue).",
+    )
     max_text_chars: int = Field(
         50_000,
         ge=1,

@@ -24,6 +24,8 @@ from typing import Any
 import pytest
 from cryptography.fernet import Fernet
 
+from labelwise.brokers.lanes import side_queues
+
 PG_URL = os.environ.get("LABELWISE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("LABELWISE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 AMQP_URL = os.environ.get("LABELWISE_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
@@ -240,6 +242,8 @@ def make_stack(kind: str, *, home: Path, queue: str) -> Iterator[Stack]:
         finally:
             stack.stop_workers()
             _delete_queue(broker, queue)
+            for side in side_queues(queue):
+                _delete_queue(broker, side)
 
 
 def _delete_queue(broker_url: str, queue: str) -> None:

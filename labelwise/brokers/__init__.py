@@ -29,6 +29,8 @@ from typing import Any
 from kombu import Exchange, Queue
 from kombu.transport import TRANSPORT_ALIASES
 
+from labelwise.brokers.lanes import side_queues
+
 
 def install() -> None:
     """Make ``sqla+`` and ``redis://`` URLs use labelwise's transports in this process."""
@@ -67,7 +69,7 @@ def celery_options(broker_url: str, *, queue: str, visibility_timeout_s: float, 
         }
     options: dict[str, Any] = {"broker_transport_options": {"confirm_publish": True}}
     if queue_type == "quorum":
-        options["task_queues"] = [quorum_queue(queue)]
+        options["task_queues"] = [quorum_queue(name) for name in [queue, *side_queues(queue)]]
         options["task_default_queue_type"] = "quorum"
     return options
 

@@ -9,6 +9,8 @@ timeout). A worker killed between the two loses that message (celery/celery#7950
 - then one Lua script pops up to N messages (as many as the prefetch allows, across the queue's
   priority lists) and records each in kombu's own ``unacked`` structures, atomically: a message is
   always either in its queue or recorded as unacknowledged;
+- a consumer of a queue and its side queues (``labelwise.brokers.lanes``) peeks at the queue, then
+  fetches from the queue first and from the side queues within their half of the prefetch window;
 - while alive, the consumer renews the ``unacked_index`` timestamps of the messages it holds, so a
   short visibility timeout brings a dead worker's messages back quickly without redelivering the
   messages a live worker is still working through.
@@ -24,6 +26,10 @@ from typing import Any
 from kombu.transport import redis as kombu_redis
 from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import loads
+
+from labelwise.brokers import lanes
+
+LANE_POLL_S = 0.05  # while a side queue has messages, the blocking peek on the main queue waits this long
 
 # KEYS: the queue's lists in priority order, then the unacked hash and the unacked index.
 # ARGV: now (seconds), most messages to take. Returns a flat list: list key, payload, list key, ...
@@ -98,23 +104,28 @@ class Channel(kombu_redis.Channel):
         if self.global_keyprefix:
             raise ValueError("labelwise's Redis transport does not support global_keyprefix")
         self.recorded: dict[str, bool] = {}  # delivery tags the fetch script already recorded as unacked
+        self.lane_tags: set[str] = set()  # held messages that came from a side queue (labelwise.brokers.lanes)
+        self.lane_busy = False
+        self._fetching: list[str] = []
         self._fetch = self.client.register_script(FETCH)
 
     def _queue_keys(self, queue: str) -> list[str]:
         return [self._q_for_pri(queue, pri) for pri in self.priority_steps]
 
     def _brpop_start(self, timeout: float | None = None) -> None:
-        queues = self._queue_cycle.consume(len(self.active_queues))
-        if len(queues) != 1:  # several queues cannot share one blocking peek: kombu's own BRPOP
+        queues = lanes.ordered(self.active_queues)
+        main = [q for q in queues if not lanes.is_side(q)]
+        if len(main) != 1:  # several main queues cannot share one blocking peek: kombu's own BRPOP
             super()._brpop_start(timeout)
             return
-        self._peeking = queues[0]
-        key = self._q_for_pri(queues[0], 0)
+        self._peeking, self._fetching = main[0], queues
+        key = self._q_for_pri(main[0], 0)
         self._in_poll = self.client.connection
         self._brpop_sent_at = time.monotonic()
-        self.client.connection.send_command(
-            "BLMOVE", key, key, "RIGHT", "RIGHT", self.brpop_timeout if timeout is None else timeout or 0
-        )
+        wait = self.brpop_timeout if timeout is None else timeout or 0
+        if self.lane_busy:  # a side queue has more to give: look again soon even if the queue stays empty
+            wait = min(wait, LANE_POLL_S) if wait else LANE_POLL_S
+        self.client.connection.send_command("BLMOVE", key, key, "RIGHT", "RIGHT", wait)
 
     def _brpop_read(self, **options: Any) -> bool:
         queue = getattr(self, "_peeking", None)
@@ -130,12 +141,30 @@ class Channel(kombu_redis.Channel):
             self._in_poll = None
             self._peeking = None
             self._flush_brpop_reauth()
-        delivered = self.fetch_many(queue, max(1, self.qos.can_consume_max_estimate() or 1))
+        room = max(1, self.qos.can_consume_max_estimate() or 1)
+        delivered, busy = 0, False
+        for name in self._fetching:
+            if delivered >= room:
+                busy = busy or lanes.is_side(name)
+                continue
+            if not lanes.is_side(name):
+                delivered += self.fetch_many(name, room - delivered)
+                continue
+            self.lane_tags.intersection_update(self.qos._delivered)
+            self.lane_tags.difference_update(self.qos._dirty)  # acknowledged, not flushed from _delivered yet
+            allowed = room - delivered
+            lane_room = lanes.side_room(self.qos.prefetch_count or 0, len(self.lane_tags))
+            if lane_room is not None:
+                allowed = min(allowed, lane_room)
+            got = self.fetch_many(name, allowed, lane=True) if allowed > 0 else 0
+            delivered += got
+            busy = busy or got >= allowed  # capped, or it may hold more
+        self.lane_busy = busy
         if not delivered:
             raise kombu_redis.Empty()
         return True
 
-    def fetch_many(self, queue: str, limit: int) -> int:
+    def fetch_many(self, queue: str, limit: int, *, lane: bool = False) -> int:
         """Take up to ``limit`` messages atomically (popped and recorded as unacked) and deliver them."""
         keys = [*self._queue_keys(queue), self.unacked_key, self.unacked_index_key]
         with self.conn_or_acquire() as client:
@@ -145,6 +174,8 @@ class Channel(kombu_redis.Channel):
             tag = payload.get("properties", {}).get("delivery_tag") if isinstance(payload, dict) else None
             if tag:
                 self.recorded[tag] = True
+                if lane:
+                    self.lane_tags.add(tag)
             self.connection._deliver(payload, queue)
         return len(flat) // 2
 

@@ -34,6 +34,8 @@ from kombu.utils.encoding import bytes_to_str
 from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
+from labelwise.brokers import lanes
+
 _prepared: set[str] = set()
 _prepare_lock = threading.Lock()
 DEFAULT_VISIBILITY_TIMEOUT_S = 300.0
@@ -69,6 +71,7 @@ class Channel(_Channel):
         super().__init__(connection, **kwargs)
         self._held: dict[str, int] = {}  # delivery tag -> row id of the messages this channel leased
         self._held_lock = threading.Lock()
+        self._lane_tags: set[str] = set()  # held messages that came from a side queue
         self._renewed_at = time.monotonic()
         self._swept_at = float("-inf")
 
@@ -101,11 +104,20 @@ class Channel(_Channel):
 
     def _get_many(self, queues: list[str], timeout: float | None = None) -> None:
         """Take as many messages as the prefetch allows, each queue in one statement, and deliver them
-        (kombu's virtual channel calls this instead of one ``_get`` per message when it exists)."""
+        (kombu's virtual channel calls this instead of one ``_get`` per message when it exists). Main
+        queues come first; the side queues take at most half the window (``labelwise.brokers.lanes``)."""
         room = self.qos.can_consume_max_estimate() or DEFAULT_FETCH
         delivered = 0
-        for queue in queues:
-            for payload in self.fetch(queue, room - delivered):
+        for queue in lanes.ordered(queues):
+            allowed = room - delivered
+            if lanes.is_side(queue):
+                with self._held_lock:
+                    self._lane_tags.intersection_update(self._held)
+                    lane_room = lanes.side_room(self.qos.prefetch_count or 0, len(self._lane_tags))
+                allowed = allowed if lane_room is None else min(allowed, lane_room)
+            if allowed <= 0:
+                continue
+            for payload in self.fetch(queue, allowed, lane=lanes.is_side(queue)):
                 self.connection._deliver(payload, queue)
                 delivered += 1
             if delivered >= room:
@@ -113,7 +125,7 @@ class Channel(_Channel):
         if not delivered:
             raise Empty()
 
-    def fetch(self, queue: str, limit: int) -> list[dict[str, Any]]:
+    def fetch(self, queue: str, limit: int, *, lane: bool = False) -> list[dict[str, Any]]:
         """Lease up to ``limit`` visible messages of ``queue``, oldest first, in one statement."""
         queue_id = self._get_or_create(queue).id
         self.session.commit()  # the queue lookup's transaction must not hold SQLite's lock
@@ -131,6 +143,8 @@ class Channel(_Channel):
         with self._held_lock:
             for (row_id, _), payload in zip(rows, payloads, strict=True):
                 self._held[payload["properties"]["delivery_tag"]] = row_id
+                if lane:
+                    self._lane_tags.add(payload["properties"]["delivery_tag"])
         return payloads
 
     def settle(self, delivery_tags: list[str], *, requeue: bool) -> None:

@@ -123,7 +123,7 @@ def deliveries_replay(
     as_json: bool = JsonOpt,
 ) -> None:
     """Send dead deliveries again, with a fresh set of attempts and the same delivery id."""
-    from labelwise.worker.app import DELIVER_TASK, create_app
+    from labelwise.worker.app import create_app, enqueue_delivery
 
     c = get_ctx(ctx)
     try:
@@ -135,7 +135,7 @@ def deliveries_replay(
     celery_app = create_app(c.settings)
     try:
         for delivery_id in replayed:
-            celery_app.send_task(DELIVER_TASK, kwargs={"delivery_id": delivery_id}, queue=c.settings.queue)
+            enqueue_delivery(celery_app, delivery_id, queue=c.settings.queue)
     finally:
         celery_app.close()
     emit({"replayed": replayed}, as_json=as_json, human=f"replaying {len(replayed)} deliveries")

@@ -15,6 +15,7 @@ from typing import Any
 import typer
 
 from labelwise import logs
+from labelwise.brokers.lanes import side_queues
 from labelwise.cli.apps import app, db_app
 from labelwise.cli.common import JsonOpt, emit, get_ctx
 from labelwise.crypto import new_key, require_secret_key, secret_box
@@ -82,7 +83,7 @@ def worker(
         *(["--quiet"] if settings.log_format == "json" else []),  # no banner: every line is a JSON object
         "worker",
         f"--loglevel={loglevel or settings.log_level}",
-        f"--queues={settings.queue}",
+        f"--queues={','.join([settings.queue, *side_queues(settings.queue)])}",  # main first (brokers/lanes.py)
         f"--hostname=labelwise-{uuid.uuid4().hex[:6]}@%h",
         "--without-gossip",
         "--without-mingle",
@@ -111,7 +112,8 @@ def _serve_metrics(settings: Settings, port: int, host: str) -> None:
     from labelwise.worker import metrics
     from labelwise.worker.app import create_app
 
-    metrics.serve(port, host=host, celery=create_app(settings), queues=[settings.queue])
+    queues = [settings.queue, *side_queues(settings.queue)]
+    metrics.serve(port, host=host, celery=create_app(settings), queues=queues)
 
 
 def _run_processes(settings: Settings, loglevel: str | None, multiproc_dir: str | None = None) -> int:

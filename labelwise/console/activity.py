@@ -14,7 +14,7 @@ from labelwise.console.web import admin, checked, redirect, render
 from labelwise.errors import InvalidInputError
 from labelwise.pipeline import activity, record_feedback
 from labelwise.pipeline.consoling import Admin
-from labelwise.worker.app import DELIVER_TASK
+from labelwise.worker.app import enqueue_delivery
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/console", include_in_schema=False)
@@ -102,7 +102,5 @@ async def replay(request: Request, st: State = Depends(state), who: Admin = Depe
             return activity.replay(session, tenant_id=who.tenant_id, ids=ids)
 
     for delivery_id in await run_in_threadpool(store):  # after the commit
-        await run_in_threadpool(
-            st.celery.send_task, DELIVER_TASK, kwargs={"delivery_id": delivery_id}, queue=st.settings.queue
-        )
+        await run_in_threadpool(enqueue_delivery, st.celery, delivery_id, queue=st.settings.queue)
     return redirect("/console/integrations")

@@ -7,6 +7,7 @@ from typing import Any
 from celery import Celery
 
 from labelwise import brokers
+from labelwise.brokers import lanes
 from labelwise.models.tables import Job
 from labelwise.settings import Settings
 
@@ -76,6 +77,17 @@ def message_kwargs(job: Job) -> dict[str, Any]:
     if job.reply_to is not None:
         kwargs["reply_to"] = job.reply_to
     return kwargs
+
+
+def enqueue_delivery(app: Celery, delivery_id: str, *, queue: str, countdown: float | None = None) -> None:
+    """Publish a delivery task on the deliveries queue beside ``queue`` (labelwise.brokers.lanes)."""
+    app.send_task(
+        DELIVER_TASK,
+        kwargs={"delivery_id": delivery_id},
+        queue=lanes.deliveries_queue(queue),
+        countdown=countdown,
+        confirm_timeout=CONFIRM_TIMEOUT_S,
+    )
 
 
 def enqueue_job(app: Celery, job: Job, *, queue: str) -> None:

@@ -1,18 +1,30 @@
-"""Micro-batching inside one worker process.
+"""Micro-batching inside one worker process, shared fairly between tenants.
 
 Messages arrive one at a time (``put`` from Celery's consumer thread, or ``submit`` to wait for the
-outcome); one batcher thread takes whatever has arrived, up to ``max_batch``, and hands it to ``handle``
-in one go: a message alone is processed at once, a burst forms batches while the previous batch is being
-processed. ``handle`` returns one outcome per item, in order (a result, or the exception that item's
-``submit`` raises).
+outcome) and wait per key (the tenant). Two batcher threads take them and hand each batch to ``handle``
+in one go; ``handle`` returns one outcome per item, in order (a result, or the exception that item's
+``submit`` raises):
+
+- the **main lane** takes whatever waits, up to ``max_batch``, one item of each tenant in turn, so a
+  tenant with a thousand messages waiting and one with a single message share the next batch (FIFO
+  within a tenant). A message alone is processed at once; a burst forms batches while the previous
+  batch is being processed.
+- the **express lane** (``express_batch`` > 0) takes only the messages of *light* tenants, those with
+  at most ``express_batch`` messages waiting or in a batch, up to ``express_batch`` at a time, while the
+  main lane is busy. A tenant sending a few messages a second beside one that floods the worker is not
+  made to wait for the flood's full batch to finish: its message is classified beside it (the model's
+  session runs calls concurrently), in a batch of its own.
+
+``held(key)`` tells the consumer how much of a tenant is already held here, so that a tenant past its
+share can be moved aside (``labelwise.worker.consumer``) instead of filling the prefetch window.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import threading
-from collections.abc import Callable
+from collections import Counter, OrderedDict, deque
+from collections.abc import Callable, Hashable
 from concurrent.futures import Future
 from typing import Generic, TypeVar
 
@@ -22,48 +34,122 @@ Result = TypeVar("Result")
 
 
 class Batcher(Generic[Item, Result]):
-    def __init__(self, handle: Callable[[list[Item]], list[Result | Exception]], *, max_batch: int) -> None:
+    def __init__(
+        self,
+        handle: Callable[[list[Item]], list[Result | Exception]],
+        *,
+        max_batch: int,
+        key: Callable[[Item], Hashable] | None = None,
+        express_batch: int = 0,
+    ) -> None:
         self._handle = handle
         self._max_batch = max_batch
-        self._queue: queue.SimpleQueue[tuple[Item, Future[Result] | None]] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
+        self._key = key or (lambda _: None)
+        self._express_batch = express_batch
+        self._waiting: OrderedDict[Hashable, deque[tuple[Item, Future[Result] | None]]] = OrderedDict()
+        self._busy: Counter[Hashable] = Counter()  # items of each key in a batch being handled
+        self._count = 0
+        self._cond = threading.Condition()
+        self._threads: dict[str, threading.Thread] = {}
         self._lock = threading.Lock()
         self.batches = 0
         self.items = 0
+        self.express_batches = 0
 
     def put(self, item: Item) -> None:
         """Process ``item`` in a coming batch; ``handle`` deals with its outcome."""
-        self._ensure_thread()
-        self._queue.put((item, None))
+        self._ensure_threads()
+        self._add(item, None)
 
     def submit(self, item: Item) -> Result:
-        """Process ``item`` in the next batch and return its outcome (or raise its exception)."""
-        self._ensure_thread()
+        """Process ``item`` in a coming batch and return its outcome (or raise its exception)."""
+        self._ensure_threads()
         future: Future[Result] = Future()
-        self._queue.put((item, future))
+        self._add(item, future)
         return future.result()
 
     def pending(self) -> int:
-        """Items waiting for a batch (approximate)."""
-        return self._queue.qsize()
+        """Items waiting for a batch."""
+        return self._count
 
-    def _ensure_thread(self) -> None:
+    def waiting(self, key: Hashable) -> int:
+        """Items of ``key`` waiting for a batch (not counting those in a batch now)."""
+        with self._cond:
+            queue = self._waiting.get(key)
+            return len(queue) if queue is not None else 0
+
+    def held(self, key: Hashable) -> int:
+        """Items of ``key`` waiting for a batch or in one now."""
+        with self._cond:
+            queue = self._waiting.get(key)
+            return (len(queue) if queue is not None else 0) + self._busy[key]
+
+    def _add(self, item: Item, future: Future[Result] | None) -> None:
+        key = self._key(item)
+        with self._cond:
+            self._waiting.setdefault(key, deque()).append((item, future))
+            self._count += 1
+            self._cond.notify_all()
+
+    def _ensure_threads(self) -> None:
+        lanes = {"main": (self._max_batch, False)}
+        if self._express_batch > 0:
+            lanes["express"] = (self._express_batch, True)
         with self._lock:
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._run, name="labelwise-batcher", daemon=True)
-                self._thread.start()
+            for lane, (size, light_only) in lanes.items():
+                thread = self._threads.get(lane)
+                if thread is None or not thread.is_alive():
+                    thread = threading.Thread(
+                        target=self._run, args=(size, light_only), name=f"labelwise-batcher-{lane}", daemon=True
+                    )
+                    self._threads[lane] = thread
+                    thread.start()
 
-    def _run(self) -> None:
+    def _run(self, size: int, light_only: bool) -> None:
         while True:
-            batch = [self._queue.get()]  # blocks while idle
-            while len(batch) < self._max_batch:
-                try:
-                    batch.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            self._process(batch)
+            batch = self._take(size, light_only=light_only)
+            try:
+                self._process(batch)
+            finally:
+                with self._cond:
+                    for key, _ in batch:
+                        self._busy[key] -= 1
+                        if self._busy[key] <= 0:
+                            del self._busy[key]
+                    self._cond.notify_all()  # a tenant may have become light
+            if light_only:
+                self.express_batches += 1
 
-    def _process(self, batch: list[tuple[Item, Future[Result] | None]]) -> None:
+    def _light(self, key: Hashable) -> bool:
+        return len(self._waiting[key]) + self._busy[key] <= self._express_batch
+
+    def _take(self, size: int, *, light_only: bool) -> list[tuple[Hashable, tuple[Item, Future[Result] | None]]]:
+        """Block until an item this lane may take waits; then take up to ``size``, one per key in turn."""
+        with self._cond:
+            while True:
+                keys = [k for k, q in self._waiting.items() if q and (not light_only or self._light(k))]
+                if keys:
+                    break
+                self._cond.wait()
+            batch: list[tuple[Hashable, tuple[Item, Future[Result] | None]]] = []
+            while keys and len(batch) < size:
+                for key in list(keys):
+                    queue = self._waiting[key]
+                    batch.append((key, queue.popleft()))
+                    self._busy[key] += 1
+                    if not queue:
+                        keys.remove(key)
+                        del self._waiting[key]
+                    if len(batch) >= size:
+                        break
+            for key, _ in batch:  # the tenants served go to the back of the turn
+                if key in self._waiting:
+                    self._waiting.move_to_end(key)
+            self._count -= len(batch)
+            return batch
+
+    def _process(self, taken: list[tuple[Hashable, tuple[Item, Future[Result] | None]]]) -> None:
+        batch = [entry for _, entry in taken]
         self.batches += 1
         self.items += len(batch)
         try:

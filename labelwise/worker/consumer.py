@@ -15,6 +15,12 @@ Every other task (labelwise.deliver, previews) keeps Celery's default strategy a
 thin wrapper records their AMQP delivery tags so a batch's ``basic.ack(multiple=True)`` never settles a
 message that is not done.
 
+Tenants share a worker fairly (``labelwise.worker.batching``): the batcher takes one message of each
+tenant in turn, and once a tenant has ``FEED.hold_max`` messages there (waiting or in a batch), its next
+ones from the main queue are republished on the overflow lane (``labelwise.brokers.lanes``) and
+acknowledged, so one tenant's flood cannot fill the prefetch window and the main queue while another
+tenant's message waits behind it.
+
 What a batch-strategy message does not get from Celery: ETA/countdown (it runs at once), rate limits,
 time limits, revocation, and a place in ``celery inspect active`` (the batcher's own counters are in the
 worker metrics and heartbeat).
@@ -36,6 +42,7 @@ from labelwise.brokers.acks import OUTSTANDING, ack_many
 from labelwise.worker.batching import Batcher
 
 log = logging.getLogger(__name__)
+SPILLED_HEADER = "labelwise_spilled"  # on a message republished on the overflow lane
 
 
 @dataclass
@@ -46,11 +53,13 @@ class Inbound:
     task_id: str
     received_s: float
     settle: Callable[[Callable[[], None]], None]  # runs a callable where this message may be acknowledged
+    tenant: str | None = None  # as the message names it (not checked yet): the batcher's fair-share key
 
     @classmethod
     def direct(cls, task_id: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Inbound:
         """A call of the task function itself (no broker message to acknowledge)."""
-        return cls(_Direct(args, kwargs), task_id, time.time(), _now)
+        tenant = kwargs.get("tenant") if isinstance(kwargs, dict) else None
+        return cls(_Direct(args, kwargs), task_id, time.time(), _now, tenant if isinstance(tenant, str) else None)
 
 
 @dataclass
@@ -70,6 +79,10 @@ class Feed:
 
     batcher: Batcher[Inbound, Any] | None = None
     events: Any = None  # Celery's event dispatcher, when task events are on
+    # A tenant's share: with this many of its messages in the batcher (waiting or in a batch), its next
+    # message from the main queue goes to ``spill`` (republished on the overflow lane, then acknowledged); 0: never.
+    hold_max: int = 0
+    spill: Callable[[Inbound], None] | None = None
 
 
 FEED = Feed()
@@ -85,12 +98,44 @@ def batch_strategy(task: Task, app: Any, consumer: Any, **_: Any) -> Callable[..
     def handler(message: Any, body: Any, ack: Any, reject: Any, callbacks: Any, **__: Any) -> None:
         task_id = str((message.headers or {}).get("id") or message.properties.get("correlation_id") or "")
         OUTSTANDING.received(message)
+        inbound = Inbound(message, task_id, time.time(), settle, tenant_of(message))
+        if _spilled(inbound):
+            return
         if FEED.events is not None:
             FEED.events.send("task-received", uuid=task_id, name=task.name)
         assert FEED.batcher is not None, "the worker's resources are built before its consumer starts"
-        FEED.batcher.put(Inbound(message, task_id, time.time(), settle))
+        FEED.batcher.put(inbound)
 
     return handler
+
+
+def tenant_of(message: Any) -> str | None:
+    """The tenant a labelwise.classify message names, if it can be read (protocol 2 or 1)."""
+    try:
+        body = message.decode()
+    except Exception:
+        return None
+    if isinstance(body, dict):
+        kwargs = body.get("kwargs")
+    elif isinstance(body, list | tuple) and len(body) >= 2:
+        kwargs = body[1]
+    else:
+        return None
+    tenant = kwargs.get("tenant") if isinstance(kwargs, dict) else None
+    return tenant if isinstance(tenant, str) else None
+
+
+def _spilled(item: Inbound) -> bool:
+    """Hand the message to the spiller (``labelwise.worker.spilling``: republished on the overflow lane, then
+    acknowledged) when its tenant already has its share here; a message that came from the lane is never
+    moved again. True when it was handed over."""
+    batcher, spill = FEED.batcher, FEED.spill
+    if spill is None or batcher is None or FEED.hold_max <= 0 or item.tenant is None:
+        return False
+    if (item.message.headers or {}).get(SPILLED_HEADER) or batcher.held(item.tenant) < FEED.hold_max:
+        return False
+    spill(item)
+    return True
 
 
 def tracked_strategy(task: Task, app: Any, consumer: Any, **kwargs: Any) -> Callable[..., None]:

@@ -51,6 +51,7 @@ class WorkerMetrics:
     deliveries: Counter
     label_index: Counter
     label_index_seconds: Histogram
+    spilled: Counter
     per_tenant: bool
 
 
@@ -121,6 +122,12 @@ def _create(*, per_tenant: bool, registry: CollectorRegistry) -> WorkerMetrics:
             "Seconds one label index took to build.",
             ["kind"],
             buckets=ENCODE_BUCKETS_S + (10, 30, 60),
+            registry=registry,
+        ),
+        spilled=Counter(
+            "labelwise_worker_spilled_messages",
+            "Messages moved to the overflow lane because their tenant already had its share waiting in the "
+            "worker (LABELWISE_TENANT_SHARE).",
             registry=registry,
         ),
         per_tenant=per_tenant,
@@ -200,6 +207,13 @@ def encode_done(seconds: float) -> None:
     """One batch's texts were encoded in ``seconds``."""
     if _metrics is not None:
         _metrics.encode.observe(seconds)
+
+
+@_never_raises
+def spilled(count: int = 1) -> None:
+    """``count`` messages were moved to the overflow lane."""
+    if _metrics is not None:
+        _metrics.spilled.inc(count)
 
 
 @_never_raises

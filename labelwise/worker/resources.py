@@ -31,10 +31,11 @@ from labelwise.pipeline.working import Classified
 from labelwise.settings import Settings
 from labelwise.worker import faults
 from labelwise.worker import metrics as worker_metrics
-from labelwise.worker.app import CLASSIFY_TASK, CONFIRM_TIMEOUT_S, DELIVER_TASK, message_kwargs
+from labelwise.worker.app import CLASSIFY_TASK, CONFIRM_TIMEOUT_S, enqueue_delivery, message_kwargs
 from labelwise.worker.batching import Batcher
 from labelwise.worker.consumer import FEED, Inbound
 from labelwise.worker.handling import BatchHandler
+from labelwise.worker.spilling import Spiller
 
 log = logging.getLogger(__name__)
 
@@ -55,13 +56,7 @@ class Publisher:
         )
 
     def delivery(self, delivery_id: str, *, countdown: float | None = None) -> None:
-        self.app.send_task(
-            DELIVER_TASK,
-            kwargs={"delivery_id": delivery_id},
-            queue=self.queue,
-            countdown=countdown,
-            confirm_timeout=CONFIRM_TIMEOUT_S,
-        )
+        enqueue_delivery(self.app, delivery_id, queue=self.queue, countdown=countdown)
 
 
 @dataclass
@@ -150,8 +145,15 @@ def build_resources(settings: Settings, publisher: Publisher) -> Resources:
         publish_deliveries=lambda ids: publish_deliveries(sessions, publisher, ids),
         readiness=LabelReadiness(sessions, classifier),
     )
-    batcher: Batcher[Inbound, Classified] = Batcher(handler, max_batch=settings.batch_size)
-    FEED.batcher = batcher
+    share = settings.tenant_share
+    batcher: Batcher[Inbound, Classified] = Batcher(
+        handler,
+        max_batch=settings.batch_size,
+        key=lambda item: item.tenant,
+        express_batch=max(1, settings.batch_size // 8) if share else 0,
+    )
+    spiller = Spiller(publisher.app, queue=settings.queue, keep=batcher.put, on_moved=worker_metrics.spilled)
+    FEED.batcher, FEED.hold_max, FEED.spill = batcher, share, spiller.put
     return Resources(
         engine=engine,
         sessions=sessions,

@@ -1,5 +1,5 @@
 """A consumer process for the broker contract tests:
-``python -m tests.brokers.consumer URL QUEUE MODE [quorum]``.
+``python -m tests.brokers.consumer URL QUEUE[,QUEUE...] MODE [quorum]``.
 
 Prints one line per message it takes (``took <id>``), flushed, so the test knows what it holds.
 Modes: ``hold`` (take, never acknowledge, keep polling), ``ack`` (take and acknowledge),
@@ -32,7 +32,8 @@ def main(url: str, name: str, mode: str, quorum: bool) -> None:
             if mode == "ack":
                 message.ack()
 
-        with Consumer(channel, [broker.queue(name)], callbacks=[on_message], prefetch_count=10, accept=["json"]):
+        queues = [broker.queue(each) for each in name.split(",")]
+        with Consumer(channel, queues, callbacks=[on_message], prefetch_count=10, accept=["json"]):
             while True:
                 with contextlib.suppress(TimeoutError):
                     conn.drain_events(timeout=0.2)

@@ -18,6 +18,8 @@ from typing import Any
 import pytest
 from kombu import Consumer
 
+from labelwise.brokers.acks import ack_many
+from labelwise.brokers.lanes import overflow_queue
 from tests.brokers.common import VISIBILITY_TIMEOUT_S, Broker
 from tests.stacks import AMQP_URL, REDIS_URL, ROOT, need_service, postgres_database
 
@@ -47,6 +49,7 @@ def queue(broker: Broker) -> Iterator[str]:
     yield name
     with broker.connection() as conn, conn.channel() as channel, contextlib.suppress(Exception):
         broker.queue(name).bind(channel).delete()
+        broker.queue(overflow_queue(name)).bind(channel).delete()
 
 
 class ConsumerProcess:
@@ -200,6 +203,50 @@ def test_a_batch_acknowledged_at_once_settles_exactly_its_messages(broker: Broke
             assert [m.acknowledged for m in held] == [False, True, True, True, False, True]
     # the consumer is gone: what it did not acknowledge comes back, nothing else
     assert sorted(drain(broker, queue, seconds=VISIBILITY_TIMEOUT_S + 8, expect=2)) == ["m0", "m4"]
+
+
+def test_a_consumer_of_a_queue_and_its_lane_takes_the_queue_first_and_half_the_window_from_the_lane(
+    broker: Broker, queue: str
+) -> None:
+    """labelwise.brokers.lanes: a full overflow lane never keeps the main queue's messages out. (RabbitMQ
+    applies the prefetch per consumer: there each queue has a window of its own.)"""
+    lane = overflow_queue(queue)
+    broker.publish(lane, [{"id": f"lane{i}"} for i in range(30)])
+    broker.publish(queue, messages(5))
+    held: list[Any] = []
+    with broker.connection() as conn, conn.channel() as channel:
+        queues = [broker.queue(queue), broker.queue(lane)]
+        with Consumer(channel, queues, callbacks=[lambda _, message: held.append(message)], prefetch_count=10):
+            deadline = time.monotonic() + 3
+            while time.monotonic() < deadline:
+                with contextlib.suppress(TimeoutError):
+                    conn.drain_events(timeout=0.2)
+            first = [m.payload["id"] for m in held]
+            from_lane = [m for m in first if m.startswith("lane")]
+            assert sorted(set(first) - set(from_lane)) == [f"m{i}" for i in range(5)], first
+            window = 10 if broker.name.startswith("rabbitmq") else 5
+            assert 0 < len(from_lane) <= window, first
+            assert from_lane == [f"lane{i}" for i in range(len(from_lane))]  # oldest first
+            # acknowledged (as labelwise does, a batch at once), the lane's share frees up: the rest comes
+            deadline = time.monotonic() + 15
+            while len(held) < 35 and time.monotonic() < deadline:
+                ack_many([m for m in held if not m.acknowledged])
+                with contextlib.suppress(TimeoutError):
+                    conn.drain_events(timeout=0.2)
+            ack_many([m for m in held if not m.acknowledged])
+    everything = [f"m{i}" for i in range(5)] + [f"lane{i}" for i in range(30)]
+    assert sorted(m.payload["id"] for m in held) == sorted(everything)
+
+
+def test_a_consumer_of_a_queue_and_its_lane_killed_right_after_taking_loses_nothing(broker: Broker, queue: str) -> None:
+    """The lane's messages are taken as atomically as the queue's (Redis: one script, not BRPOP)."""
+    broker.publish(overflow_queue(queue), messages(1))
+    dying = ConsumerProcess(broker, f"{queue},{overflow_queue(queue)}", "die-on-take")
+    try:
+        assert dying.proc.wait(timeout=60) == 9
+    finally:
+        dying.kill()
+    assert drain(broker, overflow_queue(queue), seconds=VISIBILITY_TIMEOUT_S + 8, expect=1) == ["m0"]
 
 
 def test_two_workers_creating_the_sql_brokers_queue_at_once_both_start(tmp_path: Path) -> None:

@@ -1,0 +1,80 @@
+"""The batcher shares a worker fairly between tenants: one message of each in turn, and a light tenant's
+message classified in the express lane while a heavy tenant's batch runs. Pure threads, no services."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from labelwise.worker.batching import Batcher
+
+
+class Recorder:
+    """A batch handler that records each batch and can be held inside a batch of a given tenant."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[tuple[str, int]]] = []
+        self.hold = {"b": threading.Event()}
+        self.inside = {"b": threading.Event()}
+        self.lock = threading.Lock()
+
+    def __call__(self, items: list[tuple[str, int]]) -> list[str]:
+        with self.lock:
+            self.batches.append(list(items))
+        tenants = {t for t, _ in items}
+        for tenant, gate in self.hold.items():
+            if tenant in tenants:
+                self.inside[tenant].set()
+                assert gate.wait(10), "the test never released the batch"
+        return [f"{t}{i}" for t, i in items]
+
+
+def test_one_message_of_each_tenant_in_turn() -> None:
+    """A tenant with 100 messages waiting does not push another tenant's single message to a later batch."""
+    handler = Recorder()
+    batcher: Batcher[tuple[str, int], str] = Batcher(handler, max_batch=10, key=lambda item: item[0])
+    batcher.put(("b", -1))
+    assert handler.inside["b"].wait(5)  # the main lane is now busy with b's first batch
+    for i in range(100):
+        batcher.put(("b", i))
+    batcher.put(("a", 0))
+    assert batcher.waiting("b") == 100 and batcher.waiting("a") == 1
+    handler.hold["b"].set()
+    deadline = time.monotonic() + 10
+    while sum(len(b) for b in handler.batches) < 102 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    second = handler.batches[1]
+    assert ("a", 0) in second, handler.batches[:3]
+    assert [i for t, i in second if t == "b"] == list(range(9))  # b's messages stay in order
+    assert sum(len(b) for b in handler.batches) == 102
+
+
+def test_a_light_tenant_is_not_kept_waiting_by_a_heavy_batch() -> None:
+    """The express lane classifies a light tenant's message while the main lane is inside a big batch."""
+    handler = Recorder()
+    batcher: Batcher[tuple[str, int], str] = Batcher(handler, max_batch=64, key=lambda item: item[0], express_batch=8)
+    for i in range(64):
+        batcher.put(("b", i))
+    assert handler.inside["b"].wait(5)
+    with ThreadPoolExecutor(1) as pool:
+        outcome = pool.submit(batcher.submit, ("a", 1))
+        assert outcome.result(timeout=5) == "a1"  # while b's batch is still held
+    assert not handler.hold["b"].is_set()
+    handler.hold["b"].set()
+
+
+def test_the_express_lane_takes_no_heavy_tenant() -> None:
+    """Without it (a plain first-come queue) a heavy tenant would fill the express lane as well."""
+    handler = Recorder()
+    batcher: Batcher[tuple[str, int], str] = Batcher(handler, max_batch=4, key=lambda item: item[0], express_batch=2)
+    for i in range(40):
+        batcher.put(("b", i))
+    assert handler.inside["b"].wait(5)
+    time.sleep(0.3)  # the express lane had every chance to take some of b
+    assert len(handler.batches) == 1 and batcher.waiting("b") == 36
+    handler.hold["b"].set()
+    deadline = time.monotonic() + 10
+    while sum(len(b) for b in handler.batches) < 40 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert sum(len(b) for b in handler.batches) == 40
