@@ -10,11 +10,20 @@ and on each:
     (p50 and p99 over --samples calls, the API in-process);
   - `db upgrade` of a new migration that adds a column to jobs;
   - on "full": classification p99 at a steady rate while the retention purge removes the texts of the
-    jobs older than 30 days (about half of N), beside p99 without it.
+    jobs older than 30 days (about half of N), beside p99 without it. The purge is stopped (its stop()
+    hook) once the measured messages are done: at 10M it would run for many minutes more, and what it
+    removed meanwhile, and how fast, is reported beside the latency.
 
     .venv/bin/python bench/growth.py [--jobs 10000000] [--skip-worker] [--short] [--json]
+        [--keep-db NAME | --reuse-db NAME]
 
 --short (CI) fills 20,000 jobs and skips the worker runs (each loads the model): well under a minute.
+--keep-db NAME fills the "full" database under that name and leaves it in place (an existing one of that
+name is dropped first); --reuse-db NAME measures such a kept database again without refilling it (new
+tokens for the two measured tenants; the --jobs it was filled with is read from it). Iterating on a fix at
+10M then costs minutes, not a fill. The `db upgrade` measurement undoes its column afterwards, so a kept
+database stays at labelwise's head; a run with the worker purges its old texts, so after one the purge has
+little left to do: refill (--keep-db) for the latency-during-purge figure.
 """
 
 from __future__ import annotations
@@ -29,7 +38,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +46,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.throughput import REDIS_URL, pg_database, run_labelwise, start, stop, wait_until, worker_env  # noqa: E402
+from bench.throughput import PG_URL, REDIS_URL, pg_database, run_labelwise, start, stop, wait_until, worker_env  # noqa: E402
 
 TENANTS = 1_000
 SMALL_JOBS = 6_000  # 120 pages of 50: the small tenant's 100th page exists
@@ -97,6 +106,48 @@ def setup(url: str) -> dict[str, Any]:
     return {"tokens": tokens, "ids": ids}
 
 
+@contextlib.contextmanager
+def kept_database(name: str, *, fresh: bool) -> Iterator[str]:
+    """The URL of database ``name`` on the bench's server, left in place afterwards; ``fresh`` drops and
+    creates it first."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    if fresh:
+        admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        admin.dispose()
+    yield make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
+
+
+def reattach(url: str) -> tuple[dict[str, Any], int]:
+    """setup()'s answer for a database it filled earlier (fresh tokens for the big and the small tenant),
+    and the number of jobs beyond the measured tenants' own."""
+    from sqlalchemy import text
+
+    from labelwise.models import labelsets, tenants
+    from labelwise.models.db import make_engine, make_session_factory, upgrade
+
+    upgrade(url)
+    engine = make_engine(url)
+    sessions = make_session_factory(engine)
+    with sessions.begin() as s:
+        big = tenants.get_tenant(s, "t0000")
+        small = tenants.get_tenant(s, f"t{TENANTS - 1:04d}")
+        version = labelsets.current_version(s, tenant_id=big.id, name="support")
+        tokens = {
+            "big": tenants.create_token(s, tenant_id=big.id)[1],
+            "small": tenants.create_token(s, tenant_id=small.id)[1],
+        }
+        # the planner's estimate: an exact count of 10M rows takes seconds and is only for the record
+        rows = int(s.scalar(text("SELECT reltuples::bigint FROM pg_class WHERE relname = 'jobs'")) or 0)
+    engine.dispose()
+    ids = {"big": big.id, "small": small.id, "first": big.id, "version": version.id}
+    return {"tokens": tokens, "ids": ids}, max(0, rows - 2 * SMALL_JOBS)
+
+
 def insert_jobs(url: str, *, count: int, tenant_sql: str, start: int, params: dict[str, Any]) -> None:
     """INSERT ... SELECT generate_series: ``count`` done jobs created over the last 60 days in id order."""
     from sqlalchemy import create_engine, text
@@ -154,6 +205,16 @@ def fill(url: str, ids: dict[str, int], *, jobs: int) -> dict[str, float]:
         size = conn.scalar(text("SELECT pg_total_relation_size('jobs')"))
     engine.dispose()
     return {"fill_s": filled, "vacuum_s": time.monotonic() - t0 - filled, "jobs_table_mb": size / 2**20}
+
+
+def table_mb(url: str) -> float:
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        size = conn.scalar(text("SELECT pg_total_relation_size('jobs')"))
+    engine.dispose()
+    return size / 2**20
 
 
 def timed(call: Callable[[], Any], samples: int) -> dict[str, float]:
@@ -272,7 +333,14 @@ def upgrade_with_new_column(url: str) -> float:
         )
         t0 = time.monotonic()
         command.upgrade(cfg, "head")
-        return time.monotonic() - t0
+        took = time.monotonic() - t0
+        # back to labelwise's head, so that a kept database (--keep-db) can be measured again
+        (where / "versions" / "9999_bench_column.py").write_text(
+            (where / "versions" / "9999_bench_column.py").read_text()
+            + '\n\ndef downgrade() -> None:\n    op.drop_column("jobs", "bench_extra")\n'
+        )
+        command.downgrade(cfg, head)
+        return took
 
 
 def worker_rate(url: str, *, messages: int, home: Path) -> float:
@@ -316,10 +384,13 @@ def latency_during(url: str, *, rate: float, seconds: float, home: Path, purge: 
         app.send_task("labelwise.classify", task_id=job_id, queue=queue, kwargs=kwargs, producer=producer)
         return job_id
 
+    measured = threading.Event()
+
     def run_purge() -> None:
         t0 = time.monotonic()
-        out = lifecycle.purge(sessions, holder="bench", policy=lifecycle.Retention(days=30))
-        purged.update(out or {}, purge_s=time.monotonic() - t0)
+        out = lifecycle.purge(sessions, holder="bench", policy=lifecycle.Retention(days=30), stop=measured.is_set)
+        took = time.monotonic() - t0
+        purged.update(out or {}, purge_s=took, texts_per_s=(out or {}).get("texts", 0) / took)
 
     try:
         warm = send({"tenant": "bench", "label_set": "support", "text": "warm up"})
@@ -336,6 +407,7 @@ def latency_during(url: str, *, rate: float, seconds: float, home: Path, purge: 
                 kwargs = {"tenant": "bench", "label_set": "support", "text": TEXTS[i % len(TEXTS)]}
                 sent[send(kwargs, producer)] = time.time()
         wait_until(done(list(sent)), n, timeout_s=600, proc=proc)
+        measured.set()  # the purge stops at its next batch
         if thread is not None:
             thread.join()
     finally:
@@ -357,7 +429,7 @@ def measure(
     url: str, setup_out: dict[str, Any], args: argparse.Namespace, home: Path, *, purge: bool
 ) -> dict[str, Any]:
     """The API calls, the worker's rate (and with ``purge`` the latency beside and during the purge),
-    and last the upgrade (it leaves the schema at a revision labelwise does not know)."""
+    and the upgrade (undone afterwards)."""
     out: dict[str, Any] = {"api": api_calls(url, setup_out, samples=args.samples, home=home)}
     out["sql"] = sql_calls(url, setup_out, samples=args.samples)
     if not args.skip_worker:
@@ -383,6 +455,9 @@ def main(argv: list[str] | None = None) -> int:
         "--short", action="store_true", help="CI size (well under a minute): 20,000 jobs, 30 samples, no worker."
     )
     parser.add_argument("--json", action="store_true", help="Print one JSON document.")
+    kept = parser.add_mutually_exclusive_group()
+    kept.add_argument("--keep-db", metavar="NAME", help="Fill the full database under NAME and keep it.")
+    kept.add_argument("--reuse-db", metavar="NAME", help="Measure a database kept by --keep-db, no refill.")
     args = parser.parse_args(argv)
     if args.short:
         args.jobs, args.samples, args.skip_worker = 20_000, 30, True
@@ -390,10 +465,17 @@ def main(argv: list[str] | None = None) -> int:
     with contextlib.ExitStack() as stack:
         home = Path(stack.enter_context(tempfile.TemporaryDirectory()))
         for name, jobs in (("empty", 0), ("full", args.jobs)):
-            url = stack.enter_context(pg_database())
-            setup_out = setup(url)
-            log(f"{name}: filling {jobs:,} jobs")
-            results[f"{name}_fill"] = fill(url, setup_out["ids"], jobs=jobs)
+            if name == "full" and args.reuse_db:
+                url = stack.enter_context(kept_database(args.reuse_db, fresh=False))
+                setup_out, results["jobs"] = reattach(url)
+                log(f"full: reusing {args.reuse_db} (about {results['jobs']:,} jobs)")
+                results["full_fill"] = {"reused": args.reuse_db, "jobs_table_mb": table_mb(url)}
+            else:
+                keep = name == "full" and args.keep_db
+                url = stack.enter_context(kept_database(keep, fresh=True) if keep else pg_database())
+                setup_out = setup(url)
+                log(f"{name}: filling {jobs:,} jobs")
+                results[f"{name}_fill"] = fill(url, setup_out["ids"], jobs=jobs)
             log(f"{name}: measuring")
             results[name] = measure(url, setup_out, args, home, purge=name == "full")
     print(json.dumps(results, indent=2) if args.json else render(results))
@@ -409,7 +491,11 @@ def render(r: dict[str, Any]) -> str:
     lines = [
         f"growth: {r['jobs']:,} jobs over {r['tenants']:,} tenants; "
         f"jobs table {r['full_fill']['jobs_table_mb']:,.0f} MB"
-        f" (filled in {r['full_fill']['fill_s']:.0f} s, VACUUM ANALYZE {r['full_fill']['vacuum_s']:.0f} s)",
+        + (
+            f" (filled in {r['full_fill']['fill_s']:.0f} s, VACUUM ANALYZE {r['full_fill']['vacuum_s']:.0f} s)"
+            if "fill_s" in r["full_fill"]
+            else f" (kept database {r['full_fill']['reused']})"
+        ),
         f"{'':34} {'empty p50/p99 ms':>20} {'full p50/p99 ms':>20} {'p99 x':>7}",
     ]
     for call, empty in e["api"].items():
@@ -435,6 +521,7 @@ def render(r: dict[str, Any]) -> str:
             f"classification p99 at a steady rate: {without['p99_ms']:.0f} ms without the purge, "
             f"{during['p99_ms']:.0f} ms during it ({during['p99_ms'] / without['p99_ms']:.2f}x); the purge removed "
             f"{during.get('purge_texts', 0):,} texts in {during.get('purge_purge_s', 0):.0f} s"
+            " (stopped with the measurement)"
         )
     return "\n".join(lines)
 
