@@ -7,7 +7,7 @@ In one run, two throwaway PostgreSQL databases (created here, dropped at the end
 and on each:
   - a worker's messages/s (one `labelwise worker`, messages pre-enqueued on Redis, bench/throughput.py);
   - GET /v1/jobs first and 100th page for the big and the small tenant, GET /v1/jobs/{id}, GET /metrics
-    (p50 and p99 over --samples calls, the API in-process);
+    (p50 and p99 over --samples calls, the API in-process), and the first /metrics of a new API process;
   - `db upgrade` of a new migration that adds a column to jobs;
   - on "full": classification p99 at a steady rate while the retention purge removes the texts of the
     jobs older than 30 days (about half of N), beside p99 without it. The purge is stopped (its stop()
@@ -255,6 +255,10 @@ def api_calls(url: str, setup_out: dict[str, Any], *, samples: int, home: Path) 
     engine.dispose()
     settings = Settings(home=home, database_url=url, broker_url=REDIS_URL)
     with TestClient(create_app(settings)) as client:
+        t0 = time.perf_counter()
+        assert client.get("/metrics").status_code == 200
+        first = (time.perf_counter() - t0) * 1000
+        out["GET /metrics, 1st of a process"] = {"p50_ms": first, "p99_ms": first}
 
         def get(path: str, who: str = "big", **params: Any) -> Callable[[], Any]:
             headers = {"Authorization": f"Bearer {setup_out['tokens'][who]}"}
