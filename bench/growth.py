@@ -5,14 +5,15 @@ In one run, two throwaway PostgreSQL databases (created here, dropped at the end
   - "full":  the same, plus N jobs over 1,000 tenants (the big one holds a tenth of them), filled by
              server-side bulk INSERT ... SELECT generate_series (minutes for 10,000,000, not hours).
 and on each:
-  - a worker's messages/s (one `labelwise worker`, messages pre-enqueued on Redis, bench/throughput.py);
+  - a worker's messages/s (one `labelwise worker`, messages pre-enqueued on Redis, bench/throughput.py),
+    in --rounds ABBA rounds (empty, full, full, empty, ...): the machine's load drifts;
   - GET /v1/jobs first and 100th page for the big and the small tenant, GET /v1/jobs/{id}, GET /metrics
     (p50 and p99 over --samples calls, the API in-process), and the first /metrics of a new API process;
   - `db upgrade` of a new migration that adds a column to jobs;
   - on "full": classification p99 at a steady rate while the retention purge removes the texts of the
-    jobs older than 30 days (about half of N), beside p99 without it. The purge is stopped (its stop()
-    hook) once the measured messages are done: at 10M it would run for many minutes more, and what it
-    removed meanwhile, and how fast, is reported beside the latency.
+    jobs older than 30 days (about half of N), beside p99 without it, in --rounds ABBA rounds. The purge
+    is stopped (its stop() hook) once the measured messages are done: at 10M it would run for many
+    minutes more; what it removed meanwhile, and how fast, is reported beside the latency.
 
     .venv/bin/python bench/growth.py [--jobs 10000000] [--skip-worker] [--short] [--json]
         [--keep-db NAME | --reuse-db NAME]
@@ -22,8 +23,8 @@ and on each:
 name is dropped first); --reuse-db NAME measures such a kept database again without refilling it (new
 tokens for the two measured tenants; the --jobs it was filled with is read from it). Iterating on a fix at
 10M then costs minutes, not a fill. The `db upgrade` measurement undoes its column afterwards, so a kept
-database stays at labelwise's head; a run with the worker purges its old texts, so after one the purge has
-little left to do: refill (--keep-db) for the latency-during-purge figure.
+database stays at labelwise's head; each latency-during-purge run removes some of its old texts (about
+150,000-250,000 at 10M), so a kept database serves a dozen such runs before a refill.
 """
 
 from __future__ import annotations
@@ -429,22 +430,45 @@ def latency_during(url: str, *, rate: float, seconds: float, home: Path, purge: 
     }
 
 
-def measure(
-    url: str, setup_out: dict[str, Any], args: argparse.Namespace, home: Path, *, purge: bool
-) -> dict[str, Any]:
-    """The API calls, the worker's rate (and with ``purge`` the latency beside and during the purge),
-    and the upgrade (undone afterwards)."""
+def measure(url: str, setup_out: dict[str, Any], args: argparse.Namespace, home: Path) -> dict[str, Any]:
+    """The API calls, their SQL alone, and the upgrade (undone afterwards)."""
     out: dict[str, Any] = {"api": api_calls(url, setup_out, samples=args.samples, home=home)}
     out["sql"] = sql_calls(url, setup_out, samples=args.samples)
-    if not args.skip_worker:
-        out["worker_msgs_s"] = worker_rate(url, messages=args.messages, home=home)
-        if purge:
-            out["latency"] = {
-                "without_purge": latency_during(url, rate=args.rate, seconds=args.seconds, home=home, purge=False),
-                "during_purge": latency_during(url, rate=args.rate, seconds=args.seconds, home=home, purge=True),
-            }
     out["db_upgrade_s"] = upgrade_with_new_column(url)
     return out
+
+
+def abba(rounds: int, first: str, second: str) -> list[str]:
+    """first, second, second, first, ...: on a machine whose load drifts, each pair's ratio is taken
+    close together and a steady drift favours neither side."""
+    return [x for i in range(rounds) for x in ((first, second) if i % 2 == 0 else (second, first))]
+
+
+def worker_rounds(urls: dict[str, str], args: argparse.Namespace, home: Path) -> dict[str, Any]:
+    """The worker's messages/s on "empty" and "full" in ``args.rounds`` ABBA rounds; medians and each
+    round's full/empty ratio."""
+    runs: dict[str, list[float]] = {"empty": [], "full": []}
+    for name in abba(args.rounds, "empty", "full"):
+        log(f"worker on {name}")
+        runs[name].append(worker_rate(urls[name], messages=args.messages, home=home))
+    return {
+        "empty_msgs_s": statistics.median(runs["empty"]),
+        "full_msgs_s": statistics.median(runs["full"]),
+        "runs": runs,
+        "ratios": [f / e for e, f in zip(runs["empty"], runs["full"], strict=True)],
+    }
+
+
+def latency_rounds(url: str, args: argparse.Namespace, home: Path) -> dict[str, Any]:
+    """Classification latency on "full" without and during the purge, in ``args.rounds`` ABBA rounds;
+    each round's during/without p99 ratio, and the median of those."""
+    runs: dict[str, list[dict[str, float]]] = {"without_purge": [], "during_purge": []}
+    for kind in abba(args.rounds, "without_purge", "during_purge"):
+        log(f"latency {kind.replace('_', ' ')}")
+        purge = kind == "during_purge"
+        runs[kind].append(latency_during(url, rate=args.rate, seconds=args.seconds, home=home, purge=purge))
+    ratios = [d["p99_ms"] / w["p99_ms"] for w, d in zip(runs["without_purge"], runs["during_purge"], strict=True)]
+    return {**runs, "p99_ratios": ratios, "median_p99_ratio": statistics.median(ratios)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -454,6 +478,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--messages", type=int, default=2_000, help="Messages for the worker's rate.")
     parser.add_argument("--rate", type=float, default=20.0, help="Messages/s of the latency-during-purge run.")
     parser.add_argument("--seconds", type=float, default=30.0, help="Length of each latency run.")
+    parser.add_argument(
+        "--rounds", type=int, default=2, help="ABBA rounds of the worker's rate and of the latency runs."
+    )
     parser.add_argument("--skip-worker", action="store_true", help="Only the SQL and API figures.")
     parser.add_argument(
         "--short", action="store_true", help="CI size (well under a minute): 20,000 jobs, 30 samples, no worker."
@@ -466,6 +493,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.short:
         args.jobs, args.samples, args.skip_worker = 20_000, 30, True
     results: dict[str, Any] = {"jobs": args.jobs, "tenants": TENANTS}
+    urls: dict[str, str] = {}
     with contextlib.ExitStack() as stack:
         home = Path(stack.enter_context(tempfile.TemporaryDirectory()))
         for name, jobs in (("empty", 0), ("full", args.jobs)):
@@ -480,8 +508,12 @@ def main(argv: list[str] | None = None) -> int:
                 setup_out = setup(url)
                 log(f"{name}: filling {jobs:,} jobs")
                 results[f"{name}_fill"] = fill(url, setup_out["ids"], jobs=jobs)
-            log(f"{name}: measuring")
-            results[name] = measure(url, setup_out, args, home, purge=name == "full")
+            log(f"{name}: measuring the API calls")
+            results[name] = measure(url, setup_out, args, home)
+            urls[name] = url
+        if not args.skip_worker:
+            results["worker"] = worker_rounds(urls, args, home)
+            results["latency"] = latency_rounds(urls["full"], args, home)
     print(json.dumps(results, indent=2) if args.json else render(results))
     return 0
 
@@ -516,17 +548,23 @@ def render(r: dict[str, Any]) -> str:
             f"{call:42} {empty['p50_ms']:7.2f}/{empty['p99_ms']:<9.2f} {full['p50_ms']:9.2f}/{full['p99_ms']:<9.2f}"
         )
     lines.append(f"{'db upgrade (add a column) s':34} {e['db_upgrade_s']:20.2f} {f['db_upgrade_s']:20.2f}")
-    if "worker_msgs_s" in e:
-        ratio = f["worker_msgs_s"] / e["worker_msgs_s"]
-        lines.append(f"{'worker messages/s':34} {e['worker_msgs_s']:20.1f} {f['worker_msgs_s']:20.1f} {ratio:7.2f}")
-    if "latency" in f:
-        without, during = f["latency"]["without_purge"], f["latency"]["during_purge"]
+    if "worker" in r:
+        w = r["worker"]
+        ratio = w["full_msgs_s"] / w["empty_msgs_s"]
         lines.append(
-            f"classification p99 at a steady rate: {without['p99_ms']:.0f} ms without the purge, "
-            f"{during['p99_ms']:.0f} ms during it ({during['p99_ms'] / without['p99_ms']:.2f}x); the purge removed "
-            f"{during.get('purge_texts', 0):,} texts in {during.get('purge_purge_s', 0):.0f} s"
-            " (stopped with the measurement)"
+            f"{'worker messages/s (median)':34} {w['empty_msgs_s']:20.1f} {w['full_msgs_s']:20.1f} {ratio:7.2f}"
+            f"  (rounds: {', '.join(f'{x:.2f}' for x in w['ratios'])})"
         )
+    if "latency" in r:
+        lat = r["latency"]
+        for without, during in zip(lat["without_purge"], lat["during_purge"], strict=True):
+            lines.append(
+                f"classification p99 at a steady rate: {without['p99_ms']:.0f} ms without the purge, "
+                f"{during['p99_ms']:.0f} ms during it ({during['p99_ms'] / without['p99_ms']:.2f}x); the purge "
+                f"removed {during.get('purge_texts', 0):,} texts in {during.get('purge_purge_s', 0):.0f} s"
+                " (stopped with the measurement)"
+            )
+        lines.append(f"median p99 ratio: {lat['median_p99_ratio']:.2f}")
     return "\n".join(lines)
 
 
