@@ -256,7 +256,10 @@ class Settings(BaseSettings):
         1_000, ge=1, description="Rows the purge changes per transaction (small: it never holds locks for long)."
     )
     purge_pause_s: float = Field(
-        0.05, ge=0, description="Pause between two purge transactions, leaving the database to classification."
+        0.05,
+        ge=0,
+        description="Least pause between two purge transactions, leaving the database to classification "
+        "(the purge also rests as long as its last transaction took).",
     )
 
     secret_key: SecretStr | None = Field(

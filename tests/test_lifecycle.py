@@ -426,3 +426,57 @@ def test_the_worker_purge_thread_purges_then_gives_the_lease_up(sessions) -> Non
     finally:
         first.stop()
     assert lifecycle.purge(sessions, holder=second.holder, policy=second.policy) is not None  # released
+
+
+def test_the_first_metrics_scrape_of_a_big_table_does_not_wait_for_the_count(
+    db_url: str, tmp_path, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    """A table the planner estimates at BIG_ROWS or more is counted in the background from the first
+    scrape on (PostgreSQL); the settled gauges appear once that count ends. SQLite has no estimate: at once."""
+    import time
+
+    from fastapi.testclient import TestClient
+    from sqlalchemy import create_engine, text
+
+    from labelwise.api.app import create_app
+    from labelwise.api.routes import metrics
+    from labelwise.settings import Settings
+
+    with _sessions(db_url).begin() as s:
+        populate(s, "acme")  # 3 done jobs of acme, 1 queued orphan
+    postgres = db_url.startswith("postgresql")
+    if postgres:
+        engine = create_engine(db_url, isolation_level="AUTOCOMMIT")
+        with engine.connect() as conn:
+            conn.execute(text("ANALYZE jobs"))  # reltuples: 4
+        engine.dispose()
+    monkeypatch.setattr(metrics, "BIG_ROWS", 4)
+    monkeypatch.setattr(metrics.Metrics, "_count", _slowly(metrics.Metrics._count))
+    settings = Settings(home=tmp_path / "home", database_url=db_url, metrics_cache_s=0)
+    with TestClient(create_app(settings)) as client:
+        first = client.get("/metrics").text
+        assert 'labelwise_jobs{status="queued"} 1.0' in first  # open work: exact at every scrape
+        assert ('labelwise_jobs{status="done"}' in first) is not postgres
+        deadline = time.monotonic() + 10
+        while 'labelwise_jobs{status="done"} 3.0' not in client.get("/metrics").text:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+
+
+def _slowly(count):  # type: ignore[no-untyped-def]
+    """Metrics._count taking at least 0.3 s more, as on a big table."""
+    import time
+
+    def slow(self, st, *, locked=False):  # type: ignore[no-untyped-def]
+        time.sleep(0.3)
+        return count(self, st, locked=locked)
+
+    return slow
+
+
+def test_the_purge_rests_at_least_as_long_as_its_last_batch_took() -> None:
+    """Pacing: never less than pause_s, and never busier than half the time (rest_ratio 1)."""
+    policy = lifecycle.Retention(pause_s=0.05)
+    assert policy.rest_s(0.01) == 0.05
+    assert policy.rest_s(0.2) == 0.2
+    assert lifecycle.Retention(pause_s=0.05, rest_ratio=0).rest_s(0.2) == 0.05

@@ -19,6 +19,7 @@ from labelwise.pipeline.classifying import (  # noqa: F401 - the public surface
 from labelwise.pipeline.common import (  # noqa: F401 - the public surface
     counts,
     database_errors,
+    estimated_jobs,
     open_counts,
     readiness,
 )

@@ -69,6 +69,13 @@ def open_counts(session: Session) -> dict[str, dict[str, int]]:
     }
 
 
+def estimated_jobs(session: Session) -> int | None:
+    """About how many jobs there are, without counting them (None where the database gives no estimate)."""
+    from labelwise.models import jobs
+
+    return jobs.estimated_count(session)
+
+
 def counts(session: Session) -> dict[str, dict[str, int]]:
     """Jobs and deliveries per status, over all tenants."""
     from labelwise.models import integrations, jobs

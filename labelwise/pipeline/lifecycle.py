@@ -64,8 +64,15 @@ class Retention:
     delivery_keep_days: int = 7  # settled deliveries (delivered, dead)
     inbound_dedupe_days: int = 7  # inbound platform event ids
     batch: int = 1_000  # rows per transaction
-    pause_s: float = 0.05  # between two transactions
+    pause_s: float = 0.05  # between two transactions, at least
+    rest_ratio: float = 1.0  # and at least this times as long as the last one took
     lease_ttl_s: float = 180.0
+
+    def rest_s(self, took_s: float) -> float:
+        """The pause after a transaction that took ``took_s``: with rest_ratio 1 the purge keeps at most
+        half of one database connection busy, however slow a batch gets on a loaded server (at 10M jobs
+        a batch of 1,000 texts took 0.07-0.16 s, against a fixed pause of 0.05 s before)."""
+        return max(self.pause_s, took_s * self.rest_ratio)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Retention:
@@ -160,6 +167,7 @@ def _purge_tenant(
     after, target = purged_before, cutoff
     first = True
     while not stop():
+        t0 = time.monotonic()
         with database_errors(), sessions.begin() as session:
             if first:
                 oldest_open = lifecycle.oldest_open_job(session, tenant_id=tenant_id, before=cutoff)
@@ -176,7 +184,7 @@ def _purge_tenant(
         texts += count
         if after == target:
             break
-        time.sleep(policy.pause_s)
+        time.sleep(policy.rest_s(time.monotonic() - t0))
     return texts, console
 
 
@@ -185,12 +193,13 @@ def _drain(
 ) -> int:
     done = 0
     while not stop():
+        t0 = time.monotonic()
         with database_errors(), sessions.begin() as session:
             count = step(session)
         done += count
         if count < policy.batch:
             break
-        time.sleep(policy.pause_s)
+        time.sleep(policy.rest_s(time.monotonic() - t0))
     return done
 
 

@@ -34,3 +34,31 @@ def test_pages_walk_every_job_once_across_equal_created_at(sessions) -> None:  #
             before = (page[-1].created_at, page[-1].id)
     expected = sorted((f"job-{i:02d}" for i in range(23)), key=lambda j: (int(j[4:]) // 8, j), reverse=True)
     assert seen == expected
+
+
+def test_pages_walk_every_job_once_while_new_jobs_arrive(sessions) -> None:  # type: ignore[no-untyped-def]
+    """Jobs created between two pages are newer than the cursor: no job is skipped or seen twice."""
+    start = utcnow() - dt.timedelta(hours=1)
+
+    def job(i: int, tenant_id: int, at: dt.datetime) -> Job:
+        return Job(
+            id=f"job-{i:03d}", tenant_id=tenant_id, tenant_name="acme", label_set_name="x", text="t", created_at=at
+        )
+
+    with sessions.begin() as s:
+        t = tenants.create_tenant(s, "acme")
+        s.add_all(job(i, t.id, start + dt.timedelta(seconds=i // 3)) for i in range(40))
+    seen: list[str] = []
+    before, arrived = None, 100
+    with sessions() as s:
+        while True:
+            page = jobs.list_jobs(s, tenant_id=t.id, before=before, limit=7)
+            seen += [j.id for j in page]
+            with sessions.begin() as w:  # a new message between two pages
+                w.add(job(arrived, t.id, utcnow()))
+            arrived += 1
+            if len(page) < 7:
+                break
+            before = (page[-1].created_at, page[-1].id)
+    assert len(seen) == len(set(seen)) == 40
+    assert set(seen) == {f"job-{i:03d}" for i in range(40)}

@@ -7,7 +7,9 @@ deliveries pending and retrying) is counted from small partial indexes. Settled 
 delivered, dead) grows without bound, and counting it reads the whole table (seconds at tens of millions
 of jobs): while a count takes under ``SYNC_UNDER_S`` it is done with the others; once it takes longer, a
 thread counts it again at most every ``SETTLED_EVERY_S`` and a scrape reports the last count, never
-waiting for one."""
+waiting for one. Before its first count, an API process asks PostgreSQL's planner how big the jobs table
+is: from ``BIG_ROWS`` on, even the first scrape does not wait (2.5 s at 10,000,000 jobs); the settled
+gauges are then missing from the scrapes before the first background count ends."""
 
 from __future__ import annotations
 
@@ -32,6 +34,7 @@ METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 metrics_bearer = HTTPBearer(auto_error=False, description="LABELWISE_METRICS_TOKEN, when it is set.")
 SETTLED_EVERY_S = 60.0
 SYNC_UNDER_S = 0.02
+BIG_ROWS = 100_000  # counting this many rows takes about SYNC_UNDER_S here
 
 
 class Metrics:
@@ -53,6 +56,8 @@ class Metrics:
 
     def refresh_settled(self, st: State) -> None:
         """Count settled work: now while that is quick, else in a thread if the last count is old."""
+        if self.count_s is None and self._looks_big(st):
+            self.count_s = math.inf  # slow until a count (in the background) says otherwise
         if self.count_s is not None and self.count_s >= SYNC_UNDER_S:
             if time.monotonic() - self._settled_at >= SETTLED_EVERY_S and self._counting.acquire(blocking=False):
                 self._settled_at = time.monotonic()
@@ -60,6 +65,12 @@ class Metrics:
             return
         with self._counting:
             self._count(st, locked=True)
+
+    @staticmethod
+    def _looks_big(st: State) -> bool:
+        with st.sessions() as session:
+            rows = pipeline.estimated_jobs(session)
+        return rows is not None and rows >= BIG_ROWS
 
     def _count(self, st: State, *, locked: bool = False) -> None:
         t0 = time.monotonic()
