@@ -29,7 +29,9 @@ class Gate:
     Label ``i``'s refined score counts in full for a message whose cosine with ``centers[i]`` (the mean
     direction of the messages that moved it) is at least ``radius[i] + softness``, not at all below
     ``radius[i]`` (the unrefined head's score ``x @ base[i]`` then stands), linearly between. A label
-    with no evidence has an infinite radius: its unrefined score everywhere.
+    with no evidence has an infinite radius: its unrefined score everywhere, and (with ``unmoved``) a
+    message whose unrefined top label is such a label keeps all its unrefined scores: no moved label
+    takes it.
 
     The scores are then shifted per message so that the top one is the unrefined head's top score:
     refinement decides the order of the labels, never how sure the set is that a message belongs to
@@ -41,12 +43,16 @@ class Gate:
     centers: np.ndarray  # (n_labels, dim) unit rows
     radius: np.ndarray  # (n_labels,)
     softness: float = 0.05
+    unmoved: np.ndarray | None = None  # (n_labels,) bool: labels the traffic gave no evidence of
 
     def apply(self, x: np.ndarray, refined: np.ndarray) -> np.ndarray:
         """Scores ``(n, n_labels)`` of unit rows ``x`` given their refined head scores."""
         base = x @ self.base.T
         inside = np.clip((x @ self.centers.T - self.radius) / self.softness, 0.0, 1.0)
         gated = base + inside * (refined - base)
+        if self.unmoved is not None:  # a message whose unrefined top label never moved keeps its scores
+            stand = self.unmoved[base.argmax(axis=1)]
+            gated[stand] = base[stand]
         return gated + (base.max(axis=1) - gated.max(axis=1))[:, None]
 
 
