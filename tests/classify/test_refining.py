@@ -4,8 +4,11 @@ keep their unrefined scores."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
+from labelwise.classify.index import Gate
 from labelwise.classify.labels import Traffic, build_index, to_unit
 from labelwise.classify.refining import passes_acceptance
 from labelwise.labelset import parse_document
@@ -20,10 +23,12 @@ def world(seed: int = 0) -> tuple[dict[str, np.ndarray], list[np.ndarray]]:
     rng = np.random.default_rng(seed)
     common = to_unit(rng.standard_normal(DIM))
     names = {f"label{i}": to_unit(rng.standard_normal(DIM)) for i in range(N_LABELS)}
+    more = np.random.default_rng(seed + 100)  # rows beyond the first 120 (the acceptance test needs 2,000+)
     clusters = []
     for i in range(N_LABELS):
         center = to_unit(0.35 * names[f"label{i}"] + 0.7 * common + 0.6 * to_unit(rng.standard_normal(DIM)))
-        clusters.append(to_unit(center + 0.25 * rng.standard_normal((120, DIM)) / np.sqrt(DIM)).astype(np.float32))
+        noise = np.vstack([rng.standard_normal((120, DIM)), more.standard_normal((280, DIM))])
+        clusters.append(to_unit(center + 0.25 * noise / np.sqrt(DIM)).astype(np.float32))
     return names, clusters
 
 
@@ -106,3 +111,23 @@ def test_refinement_orders_labels_but_keeps_the_unrefined_top_score_for_abstenti
     refined = build_index(doc, encoder, traffic=Traffic("mixed", traffic[rng.permutation(len(traffic))]))
     assert np.allclose(refined.label_scores(traffic).max(axis=1), plain.label_scores(traffic).max(axis=1), atol=1e-5)
     assert accuracy(refined, clusters, range(N_LABELS)) >= accuracy(plain, clusters, range(N_LABELS))
+
+
+def test_a_dominant_label_keeps_its_messages_from_labels_with_far_less_evidence() -> None:
+    """Traffic dominated by a few labels: a rare label whose refined score beats a dominant label's on
+    the dominant label's message does not take it; without dominance (even traffic) it does, and a
+    message whose unrefined top label never moved keeps its unrefined answer."""
+    base = np.eye(3, DIM, dtype=np.float32)
+    x = to_unit(np.eye(1, DIM)[0] + 0.1 * np.eye(1, DIM, 1)[0])[None, :].astype(np.float32)
+    refined = np.array([[0.5, 0.9, 0.1]], dtype=np.float32)  # label 1 would win after refinement
+    gate = Gate(
+        base=base,
+        centers=base,
+        radius=np.full(3, -np.inf, dtype=np.float32),
+        evidence=np.array([1000, 20, 300]),
+        dominant=np.array([True, False, False]),
+        evidence_ratio=1.5,
+    )
+    assert gate.apply(x, refined).argmax(axis=1).tolist() == [0]
+    assert replace(gate, dominant=np.zeros(3, dtype=bool)).apply(x, refined).argmax(axis=1).tolist() == [1]
+    assert replace(gate, evidence=np.array([0, 20, 300])).apply(x, refined).argmax(axis=1).tolist() == [0]
