@@ -178,7 +178,9 @@ def label_stats(
     label once refined from them) and how far refining moved its vector (``1 - cosine``, 0 = not at all).
 
     The index is rebuilt here from the traffic the worker keeps, by the worker's refinement step: what a
-    worker holds after its next refresh. Raises NotFoundError for an unknown set.
+    worker holds after its next refresh. ``refined`` is false when that step left the vectors as they
+    were (no traffic, or a refined head that failed the acceptance test on bursty traffic). Raises
+    NotFoundError for an unknown set.
     """
     with sessions() as session:
         version = labelsets.current_version(session, tenant_id=tenant_id, name=name)
@@ -202,7 +204,7 @@ def label_stats(
         "model": encoder.model_id,
         "messages_seen": seen,
         "messages_kept": len(rows),
-        "refined": refined is not base,
+        "refined": not np.array_equal(refined.vectors, base.vectors),  # False too when refused
         "labels": [
             {"name": label, "drawn": int(n), "moved": round(float(max(m, 0.0)), 4)}
             for label, n, m in zip(base.names, drawn, moved, strict=True)
