@@ -70,8 +70,9 @@ def refine_gated(index: LabelIndex, traffic: np.ndarray) -> tuple[np.ndarray, np
     Each message gets the label that spreads to it from the seeds (and, more weakly, from the
     current head's own answers) through its nearest neighbours. A fitted head (single-label set with
     examples) is refitted on seeds plus those pseudo-labelled messages; a cosine head moves each
-    label vector toward the mean of its messages. Returns the new ``(vectors, bias)``; ``bias`` is
-    None for a cosine head.
+    label vector toward the mean of its messages, if that passes :func:`passes_acceptance` (else
+    it comes back unrefined, without a Gate). Returns the new ``(vectors, bias, gate)``; ``bias`` is
+    None for a cosine head, ``gate`` None for a fitted one.
     """
     assert index.seeds is not None and index.seed_owner is not None
     n_labels = len(index.names)
@@ -112,10 +113,11 @@ def refine_gated(index: LabelIndex, traffic: np.ndarray) -> tuple[np.ndarray, np
 #   also look like the older ones'. A candidate that fails is not swapped in: the set keeps its
 #   unrefined head until traffic that passes. Bursts fail it (Banking77 grouped: -0.248 -> 0.000).
 # - a label's vector moves only with at least MIN_EVIDENCE messages spread to it; a message keeps its
-#   unrefined scores when its unrefined top label did not move, or moved on EVIDENCE_RATIO times the
-#   evidence of the refined top label (the Gate). Traffic dominated by a few labels passes the test,
-#   but spreading leaks their messages to rare neighbours, whose vectors then point into the big
-#   labels' clusters and take their messages (Banking77 Zipf, seed 1: -0.068; with the ratio 4 and
+#   unrefined scores when its unrefined top label did not move, or is dominant (DOMINANT_RATIO x the
+#   median evidence) with EVIDENCE_RATIO times the evidence of the refined top label (the Gate).
+#   Traffic dominated by a few labels passes the test, but spreading leaks their messages to rare
+#   neighbours, whose vectors then point into the big labels' clusters and take their messages
+#   (Banking77 Zipf, seed 1: -0.068; with the ratio 4 and
 #   ACCEPT_MIN_RECENT 400 -0.010; ratio 10 -0.042, 6 -0.014). Applied to every label, the ratio cost
 #   even traffic (shuffled final 0.721 -> 0.717; seed 0: 0.720 -> 0.717), so it protects only
 #   dominant labels (DOMINANT_RATIO x the median evidence; 3: Zipf -0.010, final 0.721; 6: -0.014).
