@@ -29,7 +29,11 @@ class Gate:
     Label ``i``'s refined score counts in full for a message whose cosine with ``centers[i]`` (the mean
     direction of the messages that moved it) is at least ``radius[i] + softness``, not at all below
     ``radius[i]`` (the unrefined head's score ``x @ base[i]`` then stands), linearly between. A label
-    with no evidence has an infinite radius: its unrefined score everywhere.
+    with no evidence has an infinite radius: its unrefined score everywhere. With ``evidence``, a
+    message keeps all its unrefined scores when its unrefined top label did not move (no moved label
+    takes it), or when that label is ``dominant`` and moved on more than ``evidence_ratio`` times the
+    evidence of the refined top label (in traffic dominated by a few labels, a rare label's direction
+    is mostly its big neighbours' messages and would take theirs).
 
     The scores are then shifted per message so that the top one is the unrefined head's top score:
     refinement decides the order of the labels, never how sure the set is that a message belongs to
@@ -41,12 +45,20 @@ class Gate:
     centers: np.ndarray  # (n_labels, dim) unit rows
     radius: np.ndarray  # (n_labels,)
     softness: float = 0.05
+    evidence: np.ndarray | None = None  # (n_labels,) messages that moved each label (0: not moved)
+    dominant: np.ndarray | None = None  # (n_labels,) bool: labels with far more evidence than most
+    evidence_ratio: float = 4.0
 
     def apply(self, x: np.ndarray, refined: np.ndarray) -> np.ndarray:
         """Scores ``(n, n_labels)`` of unit rows ``x`` given their refined head scores."""
         base = x @ self.base.T
         inside = np.clip((x @ self.centers.T - self.radius) / self.softness, 0.0, 1.0)
         gated = base + inside * (refined - base)
+        if self.evidence is not None and self.dominant is not None:  # see the class docstring
+            top = base.argmax(axis=1)
+            outweighed = self.evidence[top] > self.evidence_ratio * self.evidence[gated.argmax(axis=1)]
+            stand = (self.evidence[top] == 0) | (outweighed & self.dominant[top])
+            gated[stand] = base[stand]
         return gated + (base.max(axis=1) - gated.max(axis=1))[:, None]
 
 

@@ -1,11 +1,16 @@
-"""Refining label vectors from traffic never makes results worse: labels the traffic has not shown stay
-as they were, and a label that moved scores its refined score only near the messages that moved it."""
+"""Refining label vectors from traffic never makes results worse: a refined head is swapped in only when
+it passes an acceptance test on the newest traffic (no labels read), and labels the traffic has not shown
+keep their unrefined scores."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
+from labelwise.classify.index import Gate
 from labelwise.classify.labels import Traffic, build_index, to_unit
+from labelwise.classify.refining import passes_acceptance
 from labelwise.labelset import parse_document
 
 DIM = 48
@@ -18,10 +23,12 @@ def world(seed: int = 0) -> tuple[dict[str, np.ndarray], list[np.ndarray]]:
     rng = np.random.default_rng(seed)
     common = to_unit(rng.standard_normal(DIM))
     names = {f"label{i}": to_unit(rng.standard_normal(DIM)) for i in range(N_LABELS)}
+    more = np.random.default_rng(seed + 100)  # rows beyond the first 120 (the acceptance test needs 2,000+)
     clusters = []
     for i in range(N_LABELS):
         center = to_unit(0.35 * names[f"label{i}"] + 0.7 * common + 0.6 * to_unit(rng.standard_normal(DIM)))
-        clusters.append(to_unit(center + 0.25 * rng.standard_normal((120, DIM)) / np.sqrt(DIM)).astype(np.float32))
+        noise = np.vstack([rng.standard_normal((120, DIM)), more.standard_normal((280, DIM))])
+        clusters.append(to_unit(center + 0.25 * noise / np.sqrt(DIM)).astype(np.float32))
     return names, clusters
 
 
@@ -40,28 +47,55 @@ def accuracy(index, clusters: list[np.ndarray], labels: range) -> float:  # type
     return float(np.mean(hits))
 
 
-def test_bursty_traffic_of_a_few_labels_costs_the_other_labels_nothing() -> None:
-    """Traffic of labels 0-1 only (a burst): the other labels' messages score as without refinement."""
+def bursts(clusters: list[np.ndarray]) -> np.ndarray:
+    """Traffic grouped by label: every message of label 0, then of label 1, ..."""
+    return np.vstack(clusters)
+
+
+def shuffled(clusters: list[np.ndarray], seed: int = 1) -> np.ndarray:
+    traffic = np.vstack(clusters)
+    return traffic[np.random.default_rng(seed).permutation(len(traffic))]
+
+
+def test_the_acceptance_test_rejects_bursty_traffic_and_accepts_stationary_traffic() -> None:
+    """The same messages grouped by label (a burst per label) fail the acceptance test, shuffled pass."""
     names, clusters = world()
     doc = parse_document({"name": "t", "labels": [{"name": n} for n in names]})
-    encoder = TableEncoder(names)
-    plain = build_index(doc, encoder)
-    refined = build_index(doc, encoder, traffic=Traffic("burst", np.vstack(clusters[:2])))
-    unseen = range(2, N_LABELS)
-    assert accuracy(refined, clusters, unseen) >= accuracy(plain, clusters, unseen) - 0.01
-    assert accuracy(refined, clusters, range(2)) >= accuracy(plain, clusters, range(2))
+    plain = build_index(doc, TableEncoder(names))
+    refined = build_index(doc, TableEncoder(names), traffic=Traffic("all", shuffled(clusters)))
+    candidate = (refined.vectors, refined.gate)
+    assert refined.gate is not None
+    assert passes_acceptance(plain, shuffled(clusters), candidate)
+    grouped = bursts(clusters[:5])
+    burst_candidate = build_index(doc, TableEncoder(names), traffic=Traffic("burst", grouped))
+    assert burst_candidate.gate is None and np.allclose(burst_candidate.vectors, plain.vectors)
+
+
+def test_the_same_candidate_passes_on_shuffled_traffic_and_fails_on_the_same_messages_in_bursts() -> None:
+    """Only the order of the messages differs (the candidate is the same): the acceptance test reads
+    the order, and the bursty set is served as without refinement."""
+    names, clusters = world()
+    doc = parse_document({"name": "t", "labels": [{"name": n} for n in names]})
+    plain = build_index(doc, TableEncoder(names))
+    stationary = build_index(doc, TableEncoder(names), traffic=Traffic("s", shuffled(clusters[:5])))
+    candidate = (stationary.vectors, stationary.gate)
+    assert stationary.gate is not None
+    assert passes_acceptance(plain, shuffled(clusters[:5]), candidate)
+    assert not passes_acceptance(plain, bursts(clusters[:5]), candidate)
+    served = build_index(doc, TableEncoder(names), traffic=Traffic("burst", bursts(clusters[:5])))
+    assert accuracy(served, clusters, range(N_LABELS)) == accuracy(plain, clusters, range(N_LABELS))
 
 
 def test_traffic_of_every_label_still_refines() -> None:
-    """Shuffled traffic of all labels keeps refinement's gain."""
+    """Shuffled traffic of all labels passes and keeps refinement's gain."""
     names, clusters = world()
     doc = parse_document({"name": "t", "labels": [{"name": n} for n in names]})
     encoder = TableEncoder(names)
     plain = build_index(doc, encoder)
-    traffic = np.vstack(clusters)[np.random.default_rng(1).permutation(N_LABELS * 120)]
-    refined = build_index(doc, encoder, traffic=Traffic("all", traffic))
+    refined = build_index(doc, encoder, traffic=Traffic("all", shuffled(clusters)))
     everything = range(N_LABELS)
-    assert accuracy(refined, clusters, everything) >= accuracy(plain, clusters, everything)
+    assert refined.gate is not None
+    assert accuracy(refined, clusters, everything) >= accuracy(plain, clusters, everything) + 0.05
 
 
 def test_refinement_orders_labels_but_keeps_the_unrefined_top_score_for_abstention() -> None:
@@ -77,3 +111,23 @@ def test_refinement_orders_labels_but_keeps_the_unrefined_top_score_for_abstenti
     refined = build_index(doc, encoder, traffic=Traffic("mixed", traffic[rng.permutation(len(traffic))]))
     assert np.allclose(refined.label_scores(traffic).max(axis=1), plain.label_scores(traffic).max(axis=1), atol=1e-5)
     assert accuracy(refined, clusters, range(N_LABELS)) >= accuracy(plain, clusters, range(N_LABELS))
+
+
+def test_a_dominant_label_keeps_its_messages_from_labels_with_far_less_evidence() -> None:
+    """Traffic dominated by a few labels: a rare label whose refined score beats a dominant label's on
+    the dominant label's message does not take it; without dominance (even traffic) it does, and a
+    message whose unrefined top label never moved keeps its unrefined answer."""
+    base = np.eye(3, DIM, dtype=np.float32)
+    x = to_unit(np.eye(1, DIM)[0] + 0.1 * np.eye(1, DIM, 1)[0])[None, :].astype(np.float32)
+    refined = np.array([[0.5, 0.9, 0.1]], dtype=np.float32)  # label 1 would win after refinement
+    gate = Gate(
+        base=base,
+        centers=base,
+        radius=np.full(3, -np.inf, dtype=np.float32),
+        evidence=np.array([1000, 20, 300]),
+        dominant=np.array([True, False, False]),
+        evidence_ratio=1.5,
+    )
+    assert gate.apply(x, refined).argmax(axis=1).tolist() == [0]
+    assert replace(gate, dominant=np.zeros(3, dtype=bool)).apply(x, refined).argmax(axis=1).tolist() == [1]
+    assert replace(gate, evidence=np.array([0, 20, 300])).apply(x, refined).argmax(axis=1).tolist() == [0]
