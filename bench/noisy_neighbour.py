@@ -249,7 +249,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         share = {} if args.tenant_share is None else {"LABELWISE_TENANT_SHARE": str(args.tenant_share)}
         worker = stack.start_worker(**share)
         stack.warm_up()
-        capacity = capacity_msgs_s(stack, args.calibrate)
+        capacity = capacity_msgs_s(stack, args.calibrate) if args.flood_msgs_s is None else args.flood_msgs_s + A_RATE_S
         webhook.script("/hook", Reply(200, delay_s=0.8, stream_bytes=args.webhook_mb * 2**20))
         with api_server(stack) as url:
             a_headers, b_headers = tenant(stack, "tenant-a"), tenant(stack, "tenant-b")
@@ -299,8 +299,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "stack": args.stack,
         "tenant_share": args.tenant_share,
         "seconds_per_phase": args.seconds,
-        "worker_capacity_msgs_s": round(capacity, 1),
-        "b_flood_msgs_s": round(max(1.0, capacity - A_RATE_S), 1),
+        "worker_capacity_msgs_s": round(capacity, 1) if args.flood_msgs_s is None else None,
+        "b_flood_msgs_s": round(max(1.0, capacity - A_RATE_S), 1),  # measured capacity - A's, or --flood-msgs-s
         "a_alone": figures(alone, alone_s),
         "a_beside_b": figures(beside, beside_s),
         "p99_ratio": round(p99_beside / p99_alone, 2) if p99_alone else None,
@@ -333,6 +333,12 @@ def main() -> None:
         type=int,
         default=None,
         help="the worker's LABELWISE_TENANT_SHARE (default: the setting's; 0: no fair share, as before it)",
+    )
+    parser.add_argument(
+        "--flood-msgs-s",
+        type=float,
+        default=None,
+        help="B's rate instead of the measured capacity minus A's (to compare runs at one rate)",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     args = parser.parse_args()

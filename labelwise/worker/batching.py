@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Hashable
 from concurrent.futures import Future
@@ -49,6 +50,7 @@ class Batcher(Generic[Item, Result]):
         self._waiting: OrderedDict[Hashable, deque[tuple[Item, Future[Result] | None]]] = OrderedDict()
         self._busy: Counter[Hashable] = Counter()  # items of each key in a batch being handled
         self._count = 0
+        self._seen: dict[Hashable, float] = {}  # key -> when an item of it last arrived (monotonic)
         self._cond = threading.Condition()
         self._threads: dict[str, threading.Thread] = {}
         self._lock = threading.Lock()
@@ -84,9 +86,19 @@ class Batcher(Generic[Item, Result]):
             queue = self._waiting.get(key)
             return (len(queue) if queue is not None else 0) + self._busy[key]
 
+    def others_seen(self, key: Hashable, *, within_s: float) -> bool:
+        """Whether an item of another key arrived in the last ``within_s`` seconds."""
+        since = time.monotonic() - within_s
+        with self._cond:
+            return any(seen >= since for other, seen in self._seen.items() if other != key)
+
     def _add(self, item: Item, future: Future[Result] | None) -> None:
         key = self._key(item)
+        now = time.monotonic()
         with self._cond:
+            self._seen[key] = now
+            if len(self._seen) > 10_000:  # forget keys not seen for an hour
+                self._seen = {k: t for k, t in self._seen.items() if t > now - 3600}
             self._waiting.setdefault(key, deque()).append((item, future))
             self._count += 1
             self._cond.notify_all()

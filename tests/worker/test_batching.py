@@ -78,3 +78,14 @@ def test_the_express_lane_takes_no_heavy_tenant() -> None:
     while sum(len(b) for b in handler.batches) < 40 and time.monotonic() < deadline:
         time.sleep(0.01)
     assert sum(len(b) for b in handler.batches) == 40
+
+
+def test_others_seen_tells_whether_another_tenant_is_active() -> None:
+    """The consumer moves a tenant past its share aside only when someone else may be waiting."""
+    batcher: Batcher[tuple[str, int], str] = Batcher(lambda items: [""] * len(items), max_batch=4, key=lambda i: i[0])
+    batcher.put(("b", 0))
+    assert not batcher.others_seen("b", within_s=60)
+    batcher.put(("a", 0))
+    assert batcher.others_seen("b", within_s=60) and batcher.others_seen("a", within_s=60)
+    time.sleep(0.05)
+    assert not batcher.others_seen("b", within_s=0.01)
