@@ -497,7 +497,7 @@ def corrections_only(b: Bench, data_dir: Path, *, as_json: bool) -> None:
         if ds == "agnews":
             test, pool = test[:3000], pool[3000:]
         doc = load_yaml((LABELSETS / f"{ds}_names.yaml").read_text())
-        traffic = Traffic(f"{ds}-pool", b.encoder.encode([r.text for r in pool]))
+        traffic = Traffic(f"{ds}-pool-shuffled", b.encoder.encode(shuffled([r.text for r in pool])))
         print(f"{ds}: corrections curve", file=sys.stderr, flush=True)
         result[ds] = corrections_curve(b, doc, test, pool, traffic)
     if as_json:
