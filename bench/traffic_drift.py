@@ -1,6 +1,6 @@
 """Refinement from traffic along a stream: accuracy per 500-message window, refinement on and off.
 
-    .venv/bin/python bench/traffic_drift.py [--short] [--json] [--plot FILE] [--kinds names,descriptions]
+    .venv/bin/python bench/traffic_drift.py [--short] [--json] [--plot FILE] [--kinds names,descriptions,examples]
 
 Each labelled row of a stream is scored with the index the worker would hold when it arrives, then
 kept as traffic; the worker's policy (``TrafficPolicy``: refresh every 1,000 messages from the newest
@@ -12,6 +12,12 @@ delays the same curve). "off" is the unrefined index on the same rows.
 Sets (``--data-dir``, default ``../shared/data``), labels from ``bench/labelsets``:
 - agnews (4 broad labels): stream = test.csv rows 3,001-7,600; final accuracy on rows 1-3,000.
 - banking77 (77 narrow labels): stream = train.csv (10,003 rows); final accuracy on test.csv.
+
+Kinds of label set (``--kinds``): ``names`` and ``descriptions`` are ``bench/labelsets/{set}_{kind}.yaml``;
+``examples`` is the names-only set plus 8 examples per label (a fitted head), drawn as
+``bench/accuracy.py`` draws them (``default_rng(seed)``, 8 rows per label in file order) from the
+stream's pool: Banking77 train.csv, AG News rows 3,001+. The drawn rows are removed from that kind's
+stream (Banking77 9,387 rows, AG News 4,568), so an example is never traffic nor held out.
 
 Orders of a stream (numpy ``default_rng(seed)``):
 - shuffled: the stream's rows in random order.
@@ -45,7 +51,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.accuracy import CachedEncoder  # noqa: E402
+from bench.accuracy import SHOTS, CachedEncoder, with_examples  # noqa: E402
 from bench.vectors import DEFAULT_CACHE, cached_vectors, read_csv  # noqa: E402
 from labelwise.classify.labels import LabelCache, LabelIndex  # noqa: E402
 from labelwise.evaluate import auroc  # noqa: E402
@@ -67,6 +73,21 @@ class Data:
     stream_y: np.ndarray
     held_x: np.ndarray
     held_y: np.ndarray
+    stream_texts: list[str]
+
+    def with_examples(self, names: list[str], order: list[str], *, seed: int) -> tuple[dict[str, list[str]], Data]:
+        """``SHOTS`` example texts per label drawn from the stream, labels taken in the set's ``order``
+        (as ``bench.accuracy.draw_examples``), and this Data without those rows in its stream."""
+        rng = np.random.default_rng(seed)
+        examples, drawn = {}, []
+        for name in order:
+            rows = np.flatnonzero(self.stream_y == names.index(name))
+            picked = rows[sorted(rng.choice(len(rows), SHOTS, replace=False))]
+            examples[name] = [self.stream_texts[i] for i in picked]
+            drawn.extend(picked)
+        keep = np.setdiff1d(np.arange(len(self.stream_y)), drawn)
+        texts = [self.stream_texts[i] for i in keep]
+        return examples, Data(self.stream_x[keep], self.stream_y[keep], self.held_x, self.held_y, texts)
 
 
 def load_sets(data_dir: Path, cache_dir: Path, wanted: set[str]) -> dict[str, tuple[Data, list[str]]]:
@@ -77,7 +98,8 @@ def load_sets(data_dir: Path, cache_dir: Path, wanted: set[str]) -> dict[str, tu
         rows, x = read_csv(path), cached_vectors(path, cache_dir=cache_dir)
         names = sorted({label for _, label in rows})
         y = np.array([names.index(label) for _, label in rows])
-        out["agnews"] = (Data(x[3000:], y[3000:], x[:3000], y[:3000]), names)
+        texts = [text for text, _ in rows]
+        out["agnews"] = (Data(x[3000:], y[3000:], x[:3000], y[:3000], texts[3000:]), names)
     if "banking77" in wanted:
         test, train = data_dir / "banking77" / "test.csv", data_dir / "banking77" / "train.csv"
         test_rows, train_rows = read_csv(test), read_csv(train)
@@ -88,6 +110,7 @@ def load_sets(data_dir: Path, cache_dir: Path, wanted: set[str]) -> dict[str, tu
                 np.array([names.index(label) for _, label in train_rows]),
                 cached_vectors(test, cache_dir=cache_dir),
                 np.array([names.index(label) for _, label in test_rows]),
+                [text for text, _ in train_rows],
             ),
             names,
         )
@@ -200,7 +223,9 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE)
     parser.add_argument("--short", action="store_true", help=f"streams of {SHORT_LENGTH} messages (CI)")
-    parser.add_argument("--kinds", default="names", help="label-set kinds, comma-separated: names,descriptions")
+    parser.add_argument(
+        "--kinds", default="names", help="label-set kinds, comma-separated: names,descriptions,examples"
+    )
     parser.add_argument("--sets", default="agnews,banking77")
     parser.add_argument("--orders", default=",".join(ORDERS))
     parser.add_argument("--seed", type=int, default=0)
@@ -220,13 +245,20 @@ def main() -> None:
     for set_name in args.sets.split(","):
         data, names = sets[set_name]
         other = sets[other_set(set_name)][0].stream_x if other_set(set_name) in sets else data.stream_x[:0]
-        length = SHORT_LENGTH if args.short else len(data.stream_y)
         for kind in args.kinds.split(","):
-            doc = load_yaml((LABELSETS / f"{set_name}_{kind}.yaml").read_text())
+            stream = data
+            if kind == "examples":
+                doc = load_yaml((LABELSETS / f"{set_name}_names.yaml").read_text())
+                examples, stream = data.with_examples(names, [label.name for label in doc.labels], seed=args.seed)
+                doc = with_examples(doc, examples)
+                length = SHORT_LENGTH if args.short else len(stream.stream_y)
+            else:
+                doc = load_yaml((LABELSETS / f"{set_name}_{kind}.yaml").read_text())
+                length = SHORT_LENGTH if args.short else len(data.stream_y)
             to_index_id = np.array([[label.name for label in doc.labels].index(name) for name in names])
             for order in args.orders.split(","):
-                x, y = make_order(order, data, other, length=length, seed=args.seed)
-                r = run_stream(doc, encoder, x, y, data, to_index_id, policy=policy)
+                x, y = make_order(order, stream, other, length=length, seed=args.seed)
+                r = run_stream(doc, encoder, x, y, stream, to_index_id, policy=policy)
                 results.append({"set": set_name, "kind": kind, "order": order, "messages": len(y), **r})
                 if not args.json:
                     print_row(results[-1], flush=True)
