@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from labelwise import pipeline
+from labelwise.classify import refining
 from labelwise.classify.classifier import Classifier
 from labelwise.labelset import load_yaml
 from labelwise.models import tenants, traffic
@@ -24,7 +25,14 @@ def seed(sessions):  # type: ignore[no-untyped-def]
     return version
 
 
-def test_traffic_is_kept_pruned_and_refines_in_the_background(sessions, encoder) -> None:  # type: ignore[no-untyped-def]
+def let_refinement_through(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """These tests are about the worker's plumbing, with a handful of messages: the acceptance test
+    (2,000+ messages; tests/classify/test_refining.py) would keep the tiny set's head unrefined."""
+    monkeypatch.setattr(refining, "passes_acceptance", lambda *_: True)
+
+
+def test_traffic_is_kept_pruned_and_refines_in_the_background(sessions, encoder, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    let_refinement_through(monkeypatch)
     version = seed(sessions)
     label_set_id = version.label_set_id
     classifier = Classifier(encoder)
@@ -87,7 +95,9 @@ def test_a_due_refresh_waits_until_the_last_rebuild_fits_the_cpu_share(sessions,
     assert now[0] == 111.0  # the next one ran
 
 
-def test_labels_stats_shows_per_label_traffic_drawn_and_vector_moved(db_url, sessions, encoder, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_labels_stats_shows_per_label_traffic_drawn_and_vector_moved(
+    db_url, sessions, encoder, tmp_path, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
     """`labels stats NAME`: the kept messages each label draws, and how far refining moved its vector;
     an unknown set is a clear not-found error."""
     import json
@@ -99,6 +109,7 @@ def test_labels_stats_shows_per_label_traffic_drawn_and_vector_moved(db_url, ses
     from labelwise.cli.evaluation import register
     from labelwise.settings import Settings
 
+    let_refinement_through(monkeypatch)
     seed(sessions)
     classifier = Classifier(encoder)
     refiner = Refiner(sessions, classifier.cache, TrafficPolicy(keep=50, refresh_every=1_000))

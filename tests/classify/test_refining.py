@@ -131,3 +131,26 @@ def test_a_dominant_label_keeps_its_messages_from_labels_with_far_less_evidence(
     assert gate.apply(x, refined).argmax(axis=1).tolist() == [0]
     assert replace(gate, dominant=np.zeros(3, dtype=bool)).apply(x, refined).argmax(axis=1).tolist() == [1]
     assert replace(gate, evidence=np.array([0, 20, 300])).apply(x, refined).argmax(axis=1).tolist() == [0]
+
+
+def test_a_fitted_head_is_not_refined_from_bursty_traffic() -> None:
+    """A set with examples (a fitted head) passes the same acceptance test: the same messages grouped by
+    label leave its head, bias and seed weight as without traffic; shuffled, they refine it."""
+    names, clusters = world()
+    table = dict(names)
+    labels = []
+    for i, name in enumerate(names):
+        examples = [f"{name}example{j}" for j in range(4)]
+        table.update({text: clusters[i][j] for j, text in enumerate(examples)})
+        labels.append({"name": name, "examples": examples})
+    doc = parse_document({"name": "t", "labels": labels})
+    encoder = TableEncoder(table)
+    plain = build_index(doc, encoder)
+    assert plain.bias is not None
+    rest = [cluster[4:] for cluster in clusters]
+    served = build_index(doc, encoder, traffic=Traffic("burst", bursts(rest)))
+    assert np.array_equal(served.vectors, plain.vectors) and np.array_equal(served.bias, plain.bias)
+    assert served.seed_weight == plain.seed_weight
+    refined = build_index(doc, encoder, traffic=Traffic("all", shuffled(rest)))
+    assert not np.array_equal(refined.vectors, plain.vectors)
+    assert accuracy(refined, rest, range(N_LABELS)) >= accuracy(plain, rest, range(N_LABELS))
