@@ -56,7 +56,6 @@ class Batcher(Generic[Item, Result]):
         self._lock = threading.Lock()
         self.batches = 0
         self.items = 0
-        self.express_batches = 0
 
     def put(self, item: Item) -> None:
         """Process ``item`` in a coming batch; ``handle`` deals with its outcome."""
@@ -129,8 +128,6 @@ class Batcher(Generic[Item, Result]):
                         if self._busy[key] <= 0:
                             del self._busy[key]
                     self._cond.notify_all()  # a tenant may have become light
-            if light_only:
-                self.express_batches += 1
 
     def _light(self, key: Hashable) -> bool:
         return len(self._waiting[key]) + self._busy[key] <= self._express_batch

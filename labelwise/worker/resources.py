@@ -31,7 +31,7 @@ from labelwise.pipeline.working import Classified
 from labelwise.settings import Settings
 from labelwise.worker import faults
 from labelwise.worker import metrics as worker_metrics
-from labelwise.worker.app import CLASSIFY_TASK, CONFIRM_TIMEOUT_S, enqueue_delivery, message_kwargs
+from labelwise.worker.app import enqueue_delivery, enqueue_job
 from labelwise.worker.batching import Batcher
 from labelwise.worker.consumer import FEED, Inbound
 from labelwise.worker.handling import BatchHandler
@@ -47,13 +47,7 @@ class Publisher:
         self.app, self.queue = app, queue
 
     def job(self, job: Job) -> None:
-        self.app.send_task(
-            CLASSIFY_TASK,
-            kwargs=message_kwargs(job),
-            task_id=job.id,
-            queue=self.queue,
-            confirm_timeout=CONFIRM_TIMEOUT_S,
-        )
+        enqueue_job(self.app, job, queue=self.queue)
 
     def delivery(self, delivery_id: str, *, countdown: float | None = None) -> None:
         enqueue_delivery(self.app, delivery_id, queue=self.queue, countdown=countdown)

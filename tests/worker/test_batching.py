@@ -29,6 +29,13 @@ class Recorder:
                 assert gate.wait(10), "the test never released the batch"
         return [f"{t}{i}" for t, i in items]
 
+    def handled(self, count: int, timeout_s: float = 10) -> int:
+        """Wait until ``count`` items were handed to batches (or the time runs out); how many were."""
+        deadline = time.monotonic() + timeout_s
+        while sum(len(b) for b in self.batches) < count and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return sum(len(b) for b in self.batches)
+
 
 def test_one_message_of_each_tenant_in_turn() -> None:
     """A tenant with 100 messages waiting does not push another tenant's single message to a later batch."""
@@ -41,13 +48,11 @@ def test_one_message_of_each_tenant_in_turn() -> None:
     batcher.put(("a", 0))
     assert batcher.waiting("b") == 100 and batcher.waiting("a") == 1
     handler.hold["b"].set()
-    deadline = time.monotonic() + 10
-    while sum(len(b) for b in handler.batches) < 102 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    handled = handler.handled(102)
     second = handler.batches[1]
     assert ("a", 0) in second, handler.batches[:3]
     assert [i for t, i in second if t == "b"] == list(range(9))  # b's messages stay in order
-    assert sum(len(b) for b in handler.batches) == 102
+    assert handled == 102
 
 
 def test_a_light_tenant_is_not_kept_waiting_by_a_heavy_batch() -> None:
@@ -74,10 +79,7 @@ def test_the_express_lane_takes_no_heavy_tenant() -> None:
     time.sleep(0.3)  # the express lane had every chance to take some of b
     assert len(handler.batches) == 1 and batcher.waiting("b") == 36
     handler.hold["b"].set()
-    deadline = time.monotonic() + 10
-    while sum(len(b) for b in handler.batches) < 40 and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert sum(len(b) for b in handler.batches) == 40
+    assert handler.handled(40) == 40
 
 
 def test_others_seen_tells_whether_another_tenant_is_active() -> None:
