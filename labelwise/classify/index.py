@@ -85,6 +85,12 @@ class LabelIndex:
     margin: float = 0.0  # single-label: abstain when the top two scores are closer than this
     calibration: tuple[float, float, float] | None = None  # (score, margin, bias): see calibrate()
     gate: Gate | None = None  # refined head scores apply only near each label's traffic evidence
+    # A fitted head refitted from traffic: the index it was refitted from. Each message's scores are
+    # shifted so that its top score is the one ``unrefined`` gives it, as the Gate does for a cosine
+    # head: refinement decides the order of the labels, never how sure the set is that a message
+    # belongs to one (AG News with examples and 30% off-topic traffic: abstention AUROC 0.459 -> 0.716,
+    # refinement off's; the refitted head scores alone on dense traffic, without the nearest-seed term).
+    unrefined: LabelIndex | None = None
 
     def label_scores(self, text_vectors: np.ndarray) -> np.ndarray:
         """``(n_texts, n_labels)`` scores of unit text vectors (see the class docstring), calibrated
@@ -104,6 +110,8 @@ class LabelIndex:
             starts = np.flatnonzero(np.r_[True, np.diff(self.seed_owner) != 0])
             nearest = np.maximum.reduceat(x @ self.seeds.T, starts, axis=1)
             sims = (1 - self.seed_weight) * sims + self.seed_weight * nearest
+        if self.unrefined is not None:
+            sims = sims + (self.unrefined.raw_scores(text_vectors).max(axis=1) - sims.max(axis=1))[:, None]
         return sims.astype(np.float32)
 
 

@@ -154,3 +154,28 @@ def test_a_fitted_head_is_not_refined_from_bursty_traffic() -> None:
     refined = build_index(doc, encoder, traffic=Traffic("all", shuffled(rest)))
     assert not np.array_equal(refined.vectors, plain.vectors)
     assert accuracy(refined, rest, range(N_LABELS)) >= accuracy(plain, rest, range(N_LABELS))
+
+
+def test_a_refitted_head_keeps_the_unrefined_top_score_for_abstention() -> None:
+    """A set with examples and dense, partly off-topic traffic: the refitted head (which scores alone,
+    without the nearest-seed term) orders the labels, but every message's top score is the unrefined
+    index's, so off-topic messages absorbed by the refit do not start to look in scope."""
+    names, clusters = world(2)
+    table = dict(names)
+    labels = []
+    for i, name in enumerate(names):
+        examples = [f"{name}example{j}" for j in range(4)]
+        table.update({text: clusters[i][j] for j, text in enumerate(examples)})
+        labels.append({"name": name, "examples": examples})
+    doc = parse_document({"name": "t", "labels": labels})
+    encoder = TableEncoder(table)
+    rng = np.random.default_rng(3)
+    off_topic = to_unit(to_unit(rng.standard_normal(DIM)) + 0.3 * rng.standard_normal((1000, DIM)) / np.sqrt(DIM))
+    rest = [cluster[4:] for cluster in clusters]
+    traffic = np.vstack([*rest, off_topic]).astype(np.float32)
+    plain = build_index(doc, encoder)
+    refined = build_index(doc, encoder, traffic=Traffic("mixed", traffic[rng.permutation(len(traffic))]))
+    assert refined.unrefined is not None and refined.seed_weight == 0.0  # refitted on dense traffic
+    assert not np.array_equal(refined.vectors, plain.vectors)
+    assert np.allclose(refined.label_scores(traffic).max(axis=1), plain.label_scores(traffic).max(axis=1), atol=1e-5)
+    assert accuracy(refined, rest, range(N_LABELS)) >= accuracy(plain, rest, range(N_LABELS))
