@@ -1,6 +1,7 @@
 """Noisy neighbour: how much tenant B, flooding the shared worker, slows tenant A.
 
-One stack (PostgreSQL + Redis by default), one ``labelwise worker`` process, the API on 127.0.0.1.
+One stack (PostgreSQL + Redis by default), one ``labelwise worker`` process, the API (``labelwise api``,
+its own process) on 127.0.0.1.
 Tenant A sends 10 messages a second through ``POST /v1/jobs``; its latency is each job's
 ``finished_at - created_at``. First A alone, then A beside tenant B, which at the same time:
 
@@ -25,6 +26,7 @@ import contextlib
 import json
 import os
 import socket
+import subprocess
 import sys
 import tempfile
 import threading
@@ -64,28 +66,35 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def api_server(stack: Stack) -> Iterator[str]:
-    """The real API (uvicorn) in a thread of this process, on a free port."""
-    import uvicorn
-
-    from labelwise.api.app import create_app
-
+    """The real API (``labelwise api``) in its own process, on a free port, as it is deployed: tenant B's
+    clients and webhook (threads of this process) do not share its interpreter."""
     port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(stack.settings()), host="127.0.0.1", port=port, log_level="warning")
+    log = open(stack.home / "api.log", "wb")  # noqa: SIM115 - lives as long as the API
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "labelwise", "api", "--port", str(port)],
+        env={**os.environ, **stack.env},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=stack.home,
+        start_new_session=True,
     )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
+    log.close()
     url = f"http://127.0.0.1:{port}"
-    for _ in range(200):
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                break
-        time.sleep(0.05)
     try:
+        for _ in range(600):
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    break
+            if proc.poll() is not None:
+                raise RuntimeError(f"the API exited {proc.returncode}: {(stack.home / 'api.log').read_text()}")
+            time.sleep(0.1)
         yield url
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 def tenant(stack: Stack, name: str) -> dict[str, str]:
@@ -140,6 +149,43 @@ class Tenant:
                 took = dt.datetime.fromisoformat(view["finished_at"]) - dt.datetime.fromisoformat(view["created_at"])
                 out.append(took.total_seconds())
         return out
+
+
+def where_time_went(database_url: str, job_ids: list[str]) -> dict[str, float]:
+    """p50/p99 ms of the jobs' two legs: created (the API's insert) to started (its batch claims it:
+    the API's publish, the broker, the worker's queue), and started to finished (the batch)."""
+    from sqlalchemy import select
+
+    from labelwise.models.db import make_engine
+    from labelwise.models.tables import Job
+
+    engine = make_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                select(Job.created_at, Job.started_at, Job.finished_at).where(Job.id.in_(job_ids))
+            ).all()
+    finally:
+        engine.dispose()
+    waits = [(r.started_at - r.created_at).total_seconds() * 1000 for r in rows if r.started_at]
+    batches = [(r.finished_at - r.started_at).total_seconds() * 1000 for r in rows if r.started_at and r.finished_at]
+    done = sorted((r for r in rows if r.started_at and r.finished_at), key=lambda r: r.created_at)
+    slowest = sorted(done, key=lambda r: r.finished_at - r.created_at)[-5:][::-1]
+    return {
+        # when in the phase (s after A's first job) the slowest jobs came, and their two legs (ms)
+        "slowest": [
+            [
+                round((r.created_at - done[0].created_at).total_seconds(), 2),
+                round((r.started_at - r.created_at).total_seconds() * 1000, 1),
+                round((r.finished_at - r.started_at).total_seconds() * 1000, 1),
+            ]
+            for r in slowest
+        ],
+        "to_batch_p50_ms": round(percentile(waits, 50), 1),
+        "to_batch_p99_ms": round(percentile(waits, 99), 1),
+        "in_batch_p50_ms": round(percentile(batches, 50), 1),
+        "in_batch_p99_ms": round(percentile(batches, 99), 1),
+    }
 
 
 def run_a(a: Tenant, seconds: float, stop: threading.Event | None = None) -> None:
@@ -288,6 +334,10 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 b.finish()
             rss.stop.set()
             deliveries = len(webhook.requests_to("/hook"))
+            legs = {
+                "alone": where_time_went(stack.database_url, alone.job_ids),
+                "beside_b": where_time_went(stack.database_url, beside.job_ids),
+            }
     p99_alone, p99_beside = percentile(alone_s, 99), percentile(beside_s, 99)
 
     def figures(tenant: Tenant, took: list[float]) -> dict[str, Any]:
@@ -305,6 +355,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "a_beside_b": figures(beside, beside_s),
         "p99_ratio": round(p99_beside / p99_alone, 2) if p99_alone else None,
         "target_p99_ratio": 2.0,
+        "a_legs": legs,
         "worker_peak_rss_mb": round(rss.peak_mb, 1),
         "b": {**dict(b.stats), "webhook_requests": deliveries, "huge_set_texts": args.huge_texts,
               "webhook_body_mb": args.webhook_mb, "edit_every_s": args.edit_every_s},
@@ -356,6 +407,10 @@ def main() -> None:
     print(f"{'tenant A (10 msg/s)':24} {'alone':>10} {'beside B':>10} {'ratio':>7}")
     print(f"{'p50 ms':24} {alone['p50_ms']:>10} {beside['p50_ms']:>10} {beside['p50_ms'] / alone['p50_ms']:>7.2f}")
     print(f"{'p99 ms':24} {alone['p99_ms']:>10} {beside['p99_ms']:>10} {report['p99_ratio']:>7}  (target <= 2)")
+    for leg, label in (("to_batch", "created -> its batch"), ("in_batch", "in its batch")):
+        la, lb = report["a_legs"]["alone"], report["a_legs"]["beside_b"]
+        print(f"{'  ' + label + ' p50/p99':24} {la[leg + '_p50_ms']:>5}/{la[leg + '_p99_ms']:<5}"
+              f"{lb[leg + '_p50_ms']:>6}/{lb[leg + '_p99_ms']:<6}")  # fmt: skip
     print(f"tenant A jobs unfinished: alone {alone['unfinished']}, beside B {beside['unfinished']}")
     print(f"worker peak RSS {report['worker_peak_rss_mb']} MB (target < 1024); B: {report['b']}")
 

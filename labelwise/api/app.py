@@ -15,6 +15,7 @@ from labelwise.api.deps import RateLimiter, State
 from labelwise.api.routes import admin, health, hooks, integrations, jobs, labelsets, metrics, previews, tenant
 from labelwise.crypto import secret_box
 from labelwise.models.db import make_engine, make_session_factory
+from labelwise.priority import share_the_gil
 from labelwise.settings import Settings
 
 DESCRIPTION = """Zero-shot text classification on a message queue.
@@ -29,6 +30,7 @@ def create_app(settings: Settings) -> FastAPI:
     from labelwise.worker.app import create_app as create_celery
 
     settings.ensure_home()
+    share_the_gil()  # one tenant's big request does not hold the GIL from another's (labelwise.priority)
     engine = make_engine(settings.resolved_database_url())
     st = State(
         settings=settings,

@@ -33,6 +33,7 @@ import numpy as np
 
 from labelwise.classify.sentence import model_id_for, resolve_model_path
 from labelwise.errors import LabelwiseError
+from labelwise.priority import TURNS
 from labelwise.settings import DEFAULT_MODEL
 
 log = logging.getLogger(__name__)
@@ -131,6 +132,7 @@ class _Runtime:
 
     def _run(self, encodings: list[Any]) -> np.ndarray:
         feeds = pad_batch(encodings)
+        TURNS.checkpoint()  # a light tenant's batch goes first (labelwise.priority)
         hidden = self.session.run(None, {k: v for k, v in feeds.items() if k in self.input_names})[0]
         return normalize(mean_pool(hidden, feeds["attention_mask"]))
 

@@ -31,6 +31,7 @@ from labelwise.labelset import LabelSetDocument
 from labelwise.models import embeddings
 from labelwise.models.tables import LabelSetVersion
 from labelwise.pipeline.traffic import document_loader
+from labelwise.priority import background_thread
 
 log = logging.getLogger(__name__)
 INLINE_TEXTS = 256  # a version needing at most this many new embeddings is built inside the batch
@@ -113,6 +114,7 @@ class LabelReadiness:
         self._queue.put(version_id)
 
     def _run(self) -> None:
+        background_thread()  # one tenant's big label set never takes the cores from others' messages
         while True:
             version_id = self._queue.get()
             try:

@@ -31,6 +31,7 @@ from labelwise.pipeline.common import database_errors
 from labelwise.pipeline.storing import Classified, rows_by, store_batch
 from labelwise.pipeline.traffic import Refiner, document_loader
 from labelwise.pipeline.views import job_view
+from labelwise.priority import TURNS
 
 log = logging.getLogger(__name__)
 __all__ = ["Classified", "Limits", "Message", "classify_batch", "classify_message", "fail_job"]
@@ -124,8 +125,10 @@ def _classify(
         if len(group) == 1 and (only := next(iter(group.values()))).suspect:
             with database_errors(), sessions.begin() as session:  # counted before it can kill the worker
                 jobs.count_attempt(session, only.job.id)
+        TURNS.checkpoint()  # a light tenant's batch goes first (labelwise.priority)
         with database_errors():  # label vectors of a version not cached yet come from SQL
             scored, vectors = _score(classifier, list(group.values()), sessions=sessions, refiner=refiner)
+        TURNS.checkpoint()
         with database_errors(), sessions.begin() as session, session.no_autoflush:
             stored = store_batch(session, classifier, group, scored, vectors, refiner=refiner)
         for i, classified in stored.items():

@@ -13,7 +13,9 @@ in one go; ``handle`` returns one outcome per item, in order (a result, or the e
   at most ``express_batch`` messages waiting or in a batch, up to ``express_batch`` at a time, while the
   main lane is busy. A tenant sending a few messages a second beside one that floods the worker is not
   made to wait for the flood's full batch to finish: its message is classified beside it (the model's
-  session runs calls concurrently), in a batch of its own.
+  session runs calls concurrently), in a batch of its own. The main lane leaves light tenants' messages
+  to the express lane while that lane is free, and the express lane's batch goes first
+  (:mod:`labelwise.priority`): the main lane waits at its next step until it is done.
 
 ``held(key)`` tells the consumer how much of a tenant is already held here, so that a tenant past its
 share can be moved aside (``labelwise.worker.consumer``) instead of filling the prefetch window.
@@ -28,6 +30,8 @@ from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Hashable
 from concurrent.futures import Future
 from typing import Generic, TypeVar
+
+from labelwise.priority import TURNS
 
 log = logging.getLogger(__name__)
 Item = TypeVar("Item")
@@ -53,6 +57,7 @@ class Batcher(Generic[Item, Result]):
         self._seen: dict[Hashable, float] = {}  # key -> when an item of it last arrived (monotonic)
         self._cond = threading.Condition()
         self._threads: dict[str, threading.Thread] = {}
+        self._express_busy = False
         self._lock = threading.Lock()
         self.batches = 0
         self.items = 0
@@ -120,9 +125,16 @@ class Batcher(Generic[Item, Result]):
         while True:
             batch = self._take(size, light_only=light_only)
             try:
-                self._process(batch)
+                if light_only:
+                    with TURNS.urgent():
+                        self._process(batch)
+                else:
+                    TURNS.checkpoint()
+                    self._process(batch)
             finally:
                 with self._cond:
+                    if light_only:
+                        self._express_busy = False
                     for key, _ in batch:
                         self._busy[key] -= 1
                         if self._busy[key] <= 0:
@@ -132,14 +144,22 @@ class Batcher(Generic[Item, Result]):
     def _light(self, key: Hashable) -> bool:
         return len(self._waiting[key]) + self._busy[key] <= self._express_batch
 
+    def _lane_takes(self, key: Hashable, light_only: bool) -> bool:
+        """The express lane takes light tenants only; the main lane leaves them to it while it is free."""
+        if light_only:
+            return self._light(key)
+        return not self._express_batch or self._express_busy or not self._light(key)
+
     def _take(self, size: int, *, light_only: bool) -> list[tuple[Hashable, tuple[Item, Future[Result] | None]]]:
         """Block until an item this lane may take waits; then take up to ``size``, one per key in turn."""
         with self._cond:
             while True:
-                keys = [k for k, q in self._waiting.items() if q and (not light_only or self._light(k))]
+                keys = [k for k, q in self._waiting.items() if q and self._lane_takes(k, light_only)]
                 if keys:
                     break
                 self._cond.wait()
+            if light_only:
+                self._express_busy = True
             batch: list[tuple[Hashable, tuple[Item, Future[Result] | None]]] = []
             while keys and len(batch) < size:
                 for key in list(keys):

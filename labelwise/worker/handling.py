@@ -18,6 +18,7 @@ from labelwise.pipeline.common import backoff_s
 from labelwise.pipeline.label_vectors import LabelReadiness
 from labelwise.pipeline.traffic import Refiner
 from labelwise.pipeline.working import Classified, Message, classify_batch
+from labelwise.priority import TURNS
 from labelwise.settings import Settings
 from labelwise.worker import metrics as worker_metrics
 from labelwise.worker.consumer import Inbound, acknowledge, requeue
@@ -90,6 +91,7 @@ class BatchHandler:
         for i, outcome in zip(pending, got, strict=True):
             outcomes[i] = outcome
         if ended:
+            TURNS.checkpoint()  # a light tenant's batch goes first (labelwise.priority)
             views = [o.view for _, o in ended]
             self.publish_deliveries([d for _, o in ended for d in o.deliveries])
             worker_metrics.batch_done(views, started_at=started_at)

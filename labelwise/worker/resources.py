@@ -28,6 +28,7 @@ from labelwise.models.tables import Job
 from labelwise.pipeline.label_vectors import LabelReadiness
 from labelwise.pipeline.traffic import Refiner, TrafficPolicy
 from labelwise.pipeline.working import Classified
+from labelwise.priority import TURNS, share_the_gil
 from labelwise.settings import Settings
 from labelwise.worker import faults
 from labelwise.worker import metrics as worker_metrics
@@ -123,6 +124,7 @@ class TimedEncoder:
 
 def build_resources(settings: Settings, publisher: Publisher) -> Resources:
     limit_blas_threads()
+    share_the_gil()
     engine = make_engine(settings.resolved_database_url(), pre_ping=False)  # a lost connection retries the batch
     sessions = make_session_factory(engine)
     classifier = build_classifier(settings)
@@ -166,6 +168,7 @@ def publish_deliveries(sessions: sessionmaker[Session], publisher: Publisher, de
     published = []
     try:
         for delivery_id in delivery_ids:
+            TURNS.checkpoint()  # a light tenant's batch goes first (labelwise.priority)
             publisher.delivery(delivery_id)
             published.append(delivery_id)
     except Exception as e:

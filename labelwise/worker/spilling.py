@@ -28,6 +28,7 @@ from celery import Celery
 from labelwise.brokers import kind
 from labelwise.brokers.acks import OUTSTANDING
 from labelwise.brokers.lanes import overflow_queue
+from labelwise.priority import TURNS
 from labelwise.worker.app import CLASSIFY_TASK, CONFIRM_TIMEOUT_S
 from labelwise.worker.consumer import SPILLED_HEADER, Inbound
 from labelwise.worker.handling import decode
@@ -90,6 +91,7 @@ class Spiller:
         producer = self._connection.Producer()
         self._nacked = False
         for item in batch:
+            TURNS.checkpoint()  # a light tenant's batch goes first (labelwise.priority)
             message = decode(item)
             self.app.send_task(
                 CLASSIFY_TASK,

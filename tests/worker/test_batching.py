@@ -91,3 +91,79 @@ def test_others_seen_tells_whether_another_tenant_is_active() -> None:
     assert batcher.others_seen("b", within_s=60) and batcher.others_seen("a", within_s=60)
     time.sleep(0.05)
     assert not batcher.others_seen("b", within_s=0.01)
+
+
+def test_the_main_lane_leaves_a_light_tenant_to_the_free_express_lane() -> None:
+    """A light tenant's message that arrives with a heavy tenant's backlog is classified in the express
+    lane, not in the main lane's big batch (whichever lane wakes first)."""
+    for _ in range(20):
+        lanes: dict[tuple[str, int], str] = {}
+
+        def handle(items: list[tuple[str, int]], lanes: dict[tuple[str, int], str] = lanes) -> list[str]:
+            for item in items:
+                lanes[item] = threading.current_thread().name
+            return ["" for _ in items]
+
+        batcher: Batcher[tuple[str, int], str] = Batcher(handle, max_batch=64, key=lambda i: i[0], express_batch=8)
+        with batcher._cond:  # both lanes see everything at once when this is released
+            batcher.put(("a", 0))
+            for i in range(40):
+                batcher.put(("b", i))
+        deadline = time.monotonic() + 5
+        while len(lanes) < 41 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert lanes[("a", 0)] == "labelwise-batcher-express", lanes
+        assert {lanes[("b", i)] for i in range(40)} == {"labelwise-batcher-main"}
+
+
+def test_the_main_lane_waits_at_its_checkpoints_while_an_urgent_batch_runs() -> None:
+    """The main lane's next step starts only once the express lane's batch is done (or after the longest
+    wait, so a flood is slowed, never stopped); the urgent thread itself never waits."""
+    from labelwise.priority import Turns
+
+    turns = Turns(max_wait_s=5)
+    inside, release, order = threading.Event(), threading.Event(), []
+
+    def urgent_batch() -> None:
+        with turns.urgent():
+            inside.set()
+            turns.checkpoint()  # never waits on itself
+            release.wait(5)
+            order.append("urgent")
+
+    def main_step() -> None:
+        turns.checkpoint()
+        order.append("main")
+
+    first = threading.Thread(target=urgent_batch)
+    first.start()
+    assert inside.wait(5)
+    second = threading.Thread(target=main_step)
+    second.start()
+    time.sleep(0.2)
+    assert order == []  # the main lane waits
+    release.set()
+    first.join(5)
+    second.join(5)
+    assert order == ["urgent", "main"]
+    patient = Turns(max_wait_s=0.2)
+    with patient.urgent():
+        done = threading.Thread(target=patient.checkpoint)
+        done.start()
+        done.join(1)
+        assert not done.is_alive()  # it waited its longest, then went on
+        steps: list[float] = []
+
+        def flood() -> None:  # urgent work never ends: the flood still gets half of its time
+            started = time.monotonic()
+            while time.monotonic() - started < 1.0:
+                before = time.monotonic()
+                patient.checkpoint()
+                steps.append(time.monotonic() - before)
+                time.sleep(0.01)  # a step of work
+
+        runner = threading.Thread(target=flood)
+        runner.start()
+        runner.join(5)
+    assert sum(steps) <= 0.65, sum(steps)  # waits of 0.2 s, each followed by 0.2 s of work
+    assert max(steps) <= 0.3 and len(steps) >= 30, (max(steps), len(steps))

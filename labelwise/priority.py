@@ -1,0 +1,87 @@
+"""Light tenants go first (issue 11: no tenant starves another): in a worker, their batches; in any process, the GIL.
+
+A worker process runs two batcher threads on the same cores: the main lane classifies a flooding
+tenant's batches, the express lane the few messages of light tenants beside them
+(:mod:`labelwise.worker.batching`). Left alone, both share the CPU (and the GIL), so a light tenant's
+batch takes as long as the flood lets it: 5 ms alone, 25 ms beside a flood (p50, 2 cores).
+
+Here the express lane's batch runs inside :meth:`Turns.urgent`, and the main lane passes
+:meth:`Turns.checkpoint` between its steps (before each model call, before it stores a batch, before it
+publishes and acknowledges): while an urgent batch runs, it waits there. A thread that waited then runs
+at least as long as it waited before it waits again, and never waits more than ``MAX_WAIT_S`` at once,
+so a flood gets at least half of its thread's time however many light tenants keep the express lane
+busy: slowed, never stopped. A step already running finishes; the encoder splits a big batch into calls
+of at most its ``batch_size``, so the urgent batch waits one such step at most.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import threading
+import time
+from collections.abc import Iterator
+
+MAX_WAIT_S = 0.5
+# How long a thread holding the GIL runs before one that waits for it gets it (Python's default: 5 ms).
+# A light tenant's work waits for the GIL after each database or broker round trip while another
+# thread does a big tenant's Python work (the worker storing a flood's batch of 64, the API parsing a
+# label set of 5,000 texts): at 5 ms a switch, A's in-batch p99 beside a flood was 126 ms, at 1 ms 80 ms
+# (bench/noisy_neighbour.py); one tenant's throughput alone did not change (bench/throughput.py).
+GIL_SWITCH_S = 0.001
+BACKGROUND_NICE = 10
+
+
+def share_the_gil() -> None:
+    """Set this process's GIL switch interval to GIL_SWITCH_S (the API and the worker call it)."""
+    sys.setswitchinterval(GIL_SWITCH_S)
+
+
+class Turns:
+    """Who may go on now (one per process: :data:`TURNS`)."""
+
+    def __init__(self, max_wait_s: float = MAX_WAIT_S) -> None:
+        self.max_wait_s = max_wait_s
+        self._urgent = 0
+        self._cond = threading.Condition()
+        self._local = threading.local()
+
+    @contextlib.contextmanager
+    def urgent(self) -> Iterator[None]:
+        """While this block runs, other threads wait at their checkpoints; this thread never does."""
+        with self._cond:
+            self._urgent += 1
+        before = getattr(self._local, "urgent", False)
+        self._local.urgent = True
+        try:
+            yield
+        finally:
+            self._local.urgent = before
+            with self._cond:
+                self._urgent -= 1
+                self._cond.notify_all()
+
+    def checkpoint(self) -> None:
+        """Outside an urgent block: wait while one runs (see the module docstring for how long)."""
+        local = self._local
+        if getattr(local, "urgent", False) or not self._urgent:
+            return
+        now = time.monotonic()
+        if now < getattr(local, "run_until", 0.0):  # it has not yet run as long as it last waited
+            return
+        with self._cond:
+            self._cond.wait_for(lambda: self._urgent == 0, timeout=self.max_wait_s)
+        waited = time.monotonic() - now
+        local.run_until = now + 2 * waited
+
+
+def background_thread(nice: int = BACKGROUND_NICE) -> None:
+    """Lower the calling thread's CPU priority (Linux: a thread's own nice value): for work done for one
+    tenant outside the hot path, such as embedding a new label-set version of 5,000 texts, which would
+    otherwise take the cores from every tenant's messages (its model calls also wait at checkpoints)."""
+    with contextlib.suppress(AttributeError, OSError):  # not Linux, or not permitted: run as is
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+
+
+TURNS = Turns()
