@@ -28,7 +28,8 @@ MAX_WAIT_S = 0.5
 # A light tenant's work waits for the GIL after each database or broker round trip while another
 # thread does a big tenant's Python work (the worker storing a flood's batch of 64, the API parsing a
 # label set of 5,000 texts): at 5 ms a switch, A's in-batch p99 beside a flood was 126 ms, at 1 ms 80 ms
-# (bench/noisy_neighbour.py); one tenant's throughput alone did not change (bench/throughput.py).
+# (bench/noisy_neighbour.py, one run each); one tenant alone, 398 and 399 msgs/s at 5 ms, 399 and 410 at
+# 1 ms (bench/throughput.py --n 2000 --processes 1, 2026-11-30).
 GIL_SWITCH_S = 0.001
 BACKGROUND_NICE = 10
 
