@@ -11,7 +11,7 @@ import numpy as np
 from labelwise.classify.index import Gate
 from labelwise.classify.labels import Traffic, build_index, to_unit
 from labelwise.classify.refining import passes_acceptance
-from labelwise.labelset import parse_document
+from labelwise.labelset import LabelSetDocument, parse_document
 
 DIM = 48
 N_LABELS = 8
@@ -40,6 +40,18 @@ class TableEncoder:
 
     def encode(self, texts: list[str]) -> np.ndarray:
         return np.stack([self.table[t.replace(" ", "")] for t in texts]).astype(np.float32)
+
+
+def with_examples(seed: int) -> tuple[LabelSetDocument, TableEncoder, list[np.ndarray]]:
+    """The world's labels, each with its cluster's first 4 messages as examples (a fitted head)."""
+    names, clusters = world(seed)
+    table = dict(names)
+    labels = []
+    for i, name in enumerate(names):
+        examples = [f"{name}example{j}" for j in range(4)]
+        table.update({text: clusters[i][j] for j, text in enumerate(examples)})
+        labels.append({"name": name, "examples": examples})
+    return parse_document({"name": "t", "labels": labels}), TableEncoder(table), clusters
 
 
 def accuracy(index, clusters: list[np.ndarray], labels: range) -> float:  # type: ignore[no-untyped-def]
@@ -136,15 +148,7 @@ def test_a_dominant_label_keeps_its_messages_from_labels_with_far_less_evidence(
 def test_a_fitted_head_is_not_refined_from_bursty_traffic() -> None:
     """A set with examples (a fitted head) passes the same acceptance test: the same messages grouped by
     label leave its head, bias and seed weight as without traffic; shuffled, they refine it."""
-    names, clusters = world()
-    table = dict(names)
-    labels = []
-    for i, name in enumerate(names):
-        examples = [f"{name}example{j}" for j in range(4)]
-        table.update({text: clusters[i][j] for j, text in enumerate(examples)})
-        labels.append({"name": name, "examples": examples})
-    doc = parse_document({"name": "t", "labels": labels})
-    encoder = TableEncoder(table)
+    doc, encoder, clusters = with_examples(0)
     plain = build_index(doc, encoder)
     assert plain.bias is not None
     rest = [cluster[4:] for cluster in clusters]
@@ -160,15 +164,7 @@ def test_a_refitted_head_keeps_the_unrefined_top_score_for_abstention() -> None:
     """A set with examples and dense, partly off-topic traffic: the refitted head (which scores alone,
     without the nearest-seed term) orders the labels, but every message's top score is the unrefined
     index's, so off-topic messages absorbed by the refit do not start to look in scope."""
-    names, clusters = world(2)
-    table = dict(names)
-    labels = []
-    for i, name in enumerate(names):
-        examples = [f"{name}example{j}" for j in range(4)]
-        table.update({text: clusters[i][j] for j, text in enumerate(examples)})
-        labels.append({"name": name, "examples": examples})
-    doc = parse_document({"name": "t", "labels": labels})
-    encoder = TableEncoder(table)
+    doc, encoder, clusters = with_examples(2)
     rng = np.random.default_rng(3)
     off_topic = to_unit(to_unit(rng.standard_normal(DIM)) + 0.3 * rng.standard_normal((1000, DIM)) / np.sqrt(DIM))
     rest = [cluster[4:] for cluster in clusters]
