@@ -166,4 +166,4 @@ def test_the_main_lane_waits_at_its_checkpoints_while_an_urgent_batch_runs() -> 
         runner.start()
         runner.join(5)
     assert sum(steps) <= 0.65, sum(steps)  # waits of 0.2 s, each followed by 0.2 s of work
-    assert max(steps) <= 0.3 and len(steps) >= 30, (max(steps), len(steps))
+    assert max(steps) <= 0.3 and len(steps) >= 5, (max(steps), len(steps))  # it went on between waits
