@@ -151,7 +151,7 @@ class Tenant:
         return out
 
 
-def where_time_went(database_url: str, job_ids: list[str]) -> dict[str, float]:
+def where_time_went(database_url: str, job_ids: list[str]) -> dict[str, Any]:
     """p50/p99 ms of the jobs' two legs: created (the API's insert) to started (its batch claims it:
     the API's publish, the broker, the worker's queue), and started to finished (the batch)."""
     from sqlalchemy import select
