@@ -2,9 +2,10 @@
 
 Clients publish labelwise.classify on the main queue (``labelwise``). Beside it, workers consume:
 
-- ``<queue>.overflow``: a worker holding as many of one tenant's messages as its share allows republishes
-  that tenant's next ones here and acknowledges them (``labelwise.worker.consumer``), so the main queue
-  keeps moving and another tenant's message behind a flood reaches a worker at once;
+- ``<queue>.overflow``: a worker holding as many of one tenant's messages as its share allows moves
+  that tenant's next ones here, so the main queue keeps moving and another tenant's message behind a
+  flood reaches a worker at once: the Redis transport inside the broker as it fetches (``ShareHint``),
+  the worker otherwise (it republishes them and acknowledges the originals, ``labelwise.worker.spilling``);
 - ``<queue>.deliveries``: labelwise's own delivery tasks (results posted to integrations), which wait for
   network replies in the worker's thread pool; a tenant's slow webhook backs up here, not in front of
   anyone's messages.
@@ -18,6 +19,9 @@ What a consumer of several queues does here:
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
 
 OVERFLOW = ".overflow"
 DELIVERIES = ".deliveries"
@@ -52,3 +56,38 @@ def side_room(prefetch: int, held: int) -> int | None:
     if not prefetch:
         return None
     return max(0, prefetch // 2 - held)
+
+
+# A message that came from a side queue carries this header (set by the transport, or by the worker that
+# republished it there): the worker never moves it again.
+SPILLED_HEADER = "labelwise_spilled"
+
+
+@dataclass
+class ShareHint:
+    """What a worker sharing itself between tenants (``labelwise.worker.consumer``) tells its transport, so
+    that a transport able to (Redis) moves a tenant past its share from the main queue to the overflow lane
+    itself, inside the broker, before the message ever reaches the worker: a flood's backlog of hundreds
+    ahead of another tenant's message is moved aside in one round trip instead of one republish each.
+
+    ``held()`` gives the tenants that sent this worker a message recently (those a move can make room
+    for) and how many of each it holds now; a tenant holding ``share`` is moved while another one is
+    there. ``moved(n)`` counts what the transport moved. The tenant is read from the message's
+    ``kwargsrepr`` header (Celery's protocol 2) when ``tenant`` is its first key; a message whose tenant
+    cannot be read that way is delivered, and the worker decides (it reads the body)."""
+
+    share: int
+    held: Callable[[], dict[str, int]]
+    moved: Callable[[int], None]
+
+
+_hint: ShareHint | None = None  # set by the worker's resources, read by the transport
+
+
+def share_hint() -> ShareHint | None:
+    return _hint
+
+
+def set_share_hint(hint: ShareHint | None) -> None:
+    global _hint
+    _hint = hint

@@ -11,6 +11,10 @@ timeout). A worker killed between the two loses that message (celery/celery#7950
   always either in its queue or recorded as unacknowledged;
 - a consumer of a queue and its side queues (``labelwise.brokers.lanes``) peeks at the queue, then
   fetches from the queue first and from the side queues within their half of the prefetch window;
+- a worker sharing itself between tenants (``lanes.ShareHint``) has the same script move the messages of
+  a tenant past its share from the queue to its overflow lane as it pops them, inside Redis: a flood's
+  backlog ahead of another tenant's message goes aside in one round trip, and a message is always in
+  exactly one list (or recorded as unacknowledged);
 - while alive, the consumer renews the ``unacked_index`` timestamps of the messages it holds, so a
   short visibility timeout brings a dead worker's messages back quickly without redelivering the
   messages a live worker is still working through.
@@ -20,6 +24,7 @@ Acknowledging, rejecting and restoring are kombu's own code, unchanged.
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -31,16 +36,24 @@ from labelwise.brokers import lanes
 
 LANE_POLL_S = 0.05  # while a side queue has messages, the blocking peek on the main queue waits this long
 
-# KEYS: the queue's lists in priority order, then the unacked hash and the unacked index.
-# ARGV: now (seconds), most messages to take. Returns a flat list: list key, payload, list key, ...
+# KEYS: the queue's N lists in priority order, the unacked hash and the unacked index, then (to move a
+# tenant past its share aside: lanes.ShareHint) the overflow lane's N lists.
+# ARGV: now (seconds), most messages to take, N, the share (0: move nothing), JSON {tenant: held}.
+# Returns a flat list: how many were moved, then list key, payload, list key, ...
 FETCH = """
-local n = #KEYS - 2
+local n = tonumber(ARGV[3])
 local unacked, index = KEYS[n + 1], KEYS[n + 2]
 local now, want = ARGV[1], tonumber(ARGV[2])
-local out = {}
-local function tag_of(item)
-  local ok, msg = pcall(cjson.decode, item)
-  if ok and type(msg) == 'table' and type(msg.properties) == 'table' and msg.properties.delivery_tag then
+local share = tonumber(ARGV[4] or '0')
+local held, tenants = {}, 0
+if share > 0 and #KEYS >= 2 * n + 2 then
+  for t, c in pairs(cjson.decode(ARGV[5])) do held[t] = c; tenants = tenants + 1 end
+else
+  share = 0
+end
+local out, moved, popped = {0}, 0, 0
+local function tag_of(item, msg)
+  if type(msg) == 'table' and type(msg.properties) == 'table' and msg.properties.delivery_tag then
     local info = msg.properties.delivery_info
     if type(info) ~= 'table' then info = {} end
     return msg.properties.delivery_tag, info.exchange or '', info.routing_key or ''
@@ -53,19 +66,40 @@ local function tag_of(item)
   for found in string.gmatch(item, '"routing_key"%s*:%s*"([^"]*)"') do rk = found end
   return tag, ex or '', rk or ''
 end
+-- the tenant, when Celery's kwargsrepr header starts with it: {'tenant': 'name', ...}
+local function tenant_of(msg)
+  if share == 0 or type(msg) ~= 'table' or type(msg.headers) ~= 'table' then return nil end
+  local repr = msg.headers.kwargsrepr
+  if type(repr) ~= 'string' then return nil end
+  return string.match(repr, "^{'tenant': '([^'\\\\]+)'")
+end
 for q = 1, n do
-  while #out < 2 * want do
+  while #out < 2 * want + 1 and popped < 2 * want + 1000 do
     local item = redis.call('RPOP', KEYS[q])
     if not item then break end
-    local tag, ex, rk = tag_of(item)
-    if tag then
-      redis.call('ZADD', index, now, tag)
-      redis.call('HSET', unacked, tag, '[' .. item .. ',' .. cjson.encode(ex) .. ',' .. cjson.encode(rk) .. ']')
+    popped = popped + 1
+    local ok, msg = pcall(cjson.decode, item)
+    local tenant = tenant_of(ok and msg or nil)
+    local mine = tenant and held[tenant]
+    if tenant and (mine or 0) >= share and tenants - (mine and 1 or 0) > 0 then
+      redis.call('LPUSH', KEYS[n + 2 + q], item)
+      moved = moved + 1
+    else
+      if tenant then
+        if not mine then tenants = tenants + 1 end
+        held[tenant] = (mine or 0) + 1
+      end
+      local tag, ex, rk = tag_of(item, ok and msg or nil)
+      if tag then
+        redis.call('ZADD', index, now, tag)
+        redis.call('HSET', unacked, tag, '[' .. item .. ',' .. cjson.encode(ex) .. ',' .. cjson.encode(rk) .. ']')
+      end
+      out[#out + 1] = KEYS[q]
+      out[#out + 1] = item
     end
-    out[#out + 1] = KEYS[q]
-    out[#out + 1] = item
   end
 end
+out[1] = moved
 return out
 """
 
@@ -165,27 +199,41 @@ class Channel(kombu_redis.Channel):
         return True
 
     def fetch_many(self, queue: str, limit: int, *, lane: bool = False) -> int:
-        """Take up to ``limit`` messages atomically (popped and recorded as unacked) and deliver them."""
-        keys = [*self._queue_keys(queue), self.unacked_key, self.unacked_index_key]
+        """Take up to ``limit`` messages atomically (popped and recorded as unacked) and deliver them; from a
+        main queue, a tenant past its share (``lanes.ShareHint``) is moved to the overflow lane on the way."""
+        lists = self._queue_keys(queue)
+        keys = [*lists, self.unacked_key, self.unacked_index_key]
+        args: list[Any] = [time.time(), limit, len(lists), 0, "{}"]
+        hint = None if lane else lanes.share_hint()
+        if hint is not None and hint.share > 0 and lanes.overflow_queue(queue) in self._fetching:
+            held = hint.held()
+            if held:
+                keys += self._queue_keys(lanes.overflow_queue(queue))
+                args[3:] = [hint.share, json.dumps(held)]
         with self.conn_or_acquire() as client:
-            flat = self._fetch(keys=keys, args=[time.time(), limit], client=client)
-        for i in range(0, len(flat), 2):
+            flat = self._fetch(keys=keys, args=args, client=client)
+        if hint is not None and flat[0]:
+            hint.moved(int(flat[0]))
+        for i in range(1, len(flat), 2):
             payload = loads(bytes_to_str(flat[i + 1]))
             tag = payload.get("properties", {}).get("delivery_tag") if isinstance(payload, dict) else None
             if tag:
                 self.recorded[tag] = True
                 if lane:
                     self.lane_tags.add(tag)
+                    if isinstance(payload.get("headers"), dict):  # never moved again by the worker
+                        payload["headers"][lanes.SPILLED_HEADER] = 1
             self.connection._deliver(payload, queue)
         return len(flat) // 2
 
     def _get(self, queue: str) -> Any:
-        keys = [*self._queue_keys(queue), self.unacked_key, self.unacked_index_key]
+        lists = self._queue_keys(queue)
+        keys = [*lists, self.unacked_key, self.unacked_index_key]
         with self.conn_or_acquire() as client:
-            flat = self._fetch(keys=keys, args=[time.time(), 1], client=client)
-        if not flat:
+            flat = self._fetch(keys=keys, args=[time.time(), 1, len(lists), 0, "{}"], client=client)
+        if len(flat) < 3:
             raise kombu_redis.Empty()
-        payload = loads(bytes_to_str(flat[1]))
+        payload = loads(bytes_to_str(flat[2]))
         tag = payload.get("properties", {}).get("delivery_tag") if isinstance(payload, dict) else None
         if tag:
             self.recorded[tag] = True

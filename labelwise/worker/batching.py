@@ -90,6 +90,16 @@ class Batcher(Generic[Item, Result]):
             queue = self._waiting.get(key)
             return (len(queue) if queue is not None else 0) + self._busy[key]
 
+    def held_recently(self, *, within_s: float) -> dict[Hashable, int]:
+        """``held`` of each key an item of which arrived in the last ``within_s`` seconds."""
+        since = time.monotonic() - within_s
+        with self._cond:
+            return {
+                key: len(self._waiting.get(key, ())) + self._busy[key]
+                for key, seen in self._seen.items()
+                if seen >= since
+            }
+
     def others_seen(self, key: Hashable, *, within_s: float) -> bool:
         """Whether an item of another key arrived in the last ``within_s`` seconds."""
         since = time.monotonic() - within_s

@@ -17,9 +17,11 @@ message that is not done.
 
 Tenants share a worker fairly (``labelwise.worker.batching``): the batcher takes one message of each
 tenant in turn, and once a tenant has ``FEED.hold_max`` messages there (waiting or in a batch), its next
-ones from the main queue are republished on the overflow lane (``labelwise.brokers.lanes``) and
-acknowledged, so one tenant's flood cannot fill the prefetch window and the main queue while another
-tenant's message waits behind it.
+ones from the main queue go to the overflow lane (``labelwise.brokers.lanes``), so one tenant's flood
+cannot fill the prefetch window and the main queue while another tenant's message waits behind it. The
+Redis transport moves them inside the broker as it fetches (``share_hint`` tells it who is past its
+share); whatever reaches the consumer anyway (other brokers, a tenant it could not read) is republished
+on the lane and acknowledged here.
 
 What a batch-strategy message does not get from Celery: ETA/countdown (it runs at once), rate limits,
 time limits, revocation, and a place in ``celery inspect active`` (the batcher's own counters are in the
@@ -39,10 +41,10 @@ from celery.worker.consumer import Consumer as CeleryConsumer
 from celery.worker.strategy import default as default_strategy
 
 from labelwise.brokers.acks import OUTSTANDING, ack_many
+from labelwise.brokers.lanes import SPILLED_HEADER, ShareHint
 from labelwise.worker.batching import Batcher
 
 log = logging.getLogger(__name__)
-SPILLED_HEADER = "labelwise_spilled"  # on a message republished on the overflow lane
 # A tenant past its share is moved aside only while another tenant has sent this worker a message this
 # recently: a single tenant's burst is not slowed by moves that make room for no one (bench/throughput.py:
 # 336 msgs/s without moves, 260 with them). The cost: a tenant idle for longer whose first message is
@@ -88,6 +90,7 @@ class Feed:
     # message from the main queue goes to ``spill`` (republished on the overflow lane, then acknowledged); 0: never.
     hold_max: int = 0
     spill: Callable[[Inbound], None] | None = None
+    moved: Callable[[int], None] | None = None  # counts messages moved to the overflow lane by the transport
 
 
 FEED = Feed()
@@ -128,6 +131,24 @@ def tenant_of(message: Any) -> str | None:
         return None
     tenant = kwargs.get("tenant") if isinstance(kwargs, dict) else None
     return tenant if isinstance(tenant, str) else None
+
+
+def share_hint() -> ShareHint:
+    """What the transport may move aside on its own (``labelwise.brokers.lanes.ShareHint``): the tenants
+    that sent this worker a message in the last ``OTHERS_WITHIN_S``, with how many of each it holds."""
+    return ShareHint(share=FEED.hold_max, held=_held_recently, moved=_moved)
+
+
+def _held_recently() -> dict[str, int]:
+    batcher = FEED.batcher
+    if batcher is None:
+        return {}
+    return {k: n for k, n in batcher.held_recently(within_s=OTHERS_WITHIN_S).items() if isinstance(k, str)}
+
+
+def _moved(count: int) -> None:
+    if FEED.moved is not None:
+        FEED.moved(count)
 
 
 def _spilled(item: Inbound) -> bool:

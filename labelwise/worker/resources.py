@@ -15,6 +15,7 @@ from celery import Celery
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from labelwise.brokers import lanes
 from labelwise.classify.base import Encoder
 from labelwise.classify.classifier import Classifier
 from labelwise.classify.labels import LabelCache
@@ -34,7 +35,7 @@ from labelwise.worker import faults
 from labelwise.worker import metrics as worker_metrics
 from labelwise.worker.app import enqueue_delivery, enqueue_job
 from labelwise.worker.batching import Batcher
-from labelwise.worker.consumer import FEED, Inbound
+from labelwise.worker.consumer import FEED, Inbound, share_hint
 from labelwise.worker.handling import BatchHandler
 from labelwise.worker.spilling import Spiller
 
@@ -149,7 +150,8 @@ def build_resources(settings: Settings, publisher: Publisher) -> Resources:
         express_batch=max(1, settings.batch_size // 8) if share else 0,
     )
     spiller = Spiller(publisher.app, queue=settings.queue, keep=batcher.put, on_moved=worker_metrics.spilled)
-    FEED.batcher, FEED.hold_max, FEED.spill = batcher, share, spiller.put
+    FEED.batcher, FEED.hold_max, FEED.spill, FEED.moved = batcher, share, spiller.put, worker_metrics.spilled
+    lanes.set_share_hint(share_hint() if share else None)
     return Resources(
         engine=engine,
         sessions=sessions,

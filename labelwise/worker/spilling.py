@@ -27,10 +27,10 @@ from celery import Celery
 
 from labelwise.brokers import kind
 from labelwise.brokers.acks import OUTSTANDING
-from labelwise.brokers.lanes import overflow_queue
+from labelwise.brokers.lanes import SPILLED_HEADER, overflow_queue
 from labelwise.priority import TURNS
 from labelwise.worker.app import CLASSIFY_TASK, CONFIRM_TIMEOUT_S
-from labelwise.worker.consumer import SPILLED_HEADER, Inbound
+from labelwise.worker.consumer import Inbound
 from labelwise.worker.handling import decode
 
 log = logging.getLogger(__name__)

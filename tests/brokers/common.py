@@ -32,8 +32,9 @@ class Broker:
     def queue(self, name: str) -> Queue:
         return brokers.quorum_queue(name) if self.quorum else Queue(name, routing_key=name)
 
-    def publish(self, name: str, bodies: list[dict[str, Any]]) -> None:
+    def publish(self, name: str, bodies: list[dict[str, Any]], headers: list[dict[str, Any]] | None = None) -> None:
         queue = self.queue(name)
         with self.connection() as conn, conn.Producer(serializer="json") as producer:
-            for body in bodies:
-                producer.publish(body, exchange=queue.exchange, routing_key=name, declare=[queue])
+            for i, body in enumerate(bodies):
+                extra = {"headers": headers[i]} if headers else {}
+                producer.publish(body, exchange=queue.exchange, routing_key=name, declare=[queue], **extra)

@@ -19,7 +19,7 @@ import pytest
 from kombu import Consumer
 
 from labelwise.brokers.acks import ack_many
-from labelwise.brokers.lanes import overflow_queue
+from labelwise.brokers.lanes import SPILLED_HEADER, ShareHint, overflow_queue, set_share_hint
 from tests.brokers.common import VISIBILITY_TIMEOUT_S, Broker
 from tests.stacks import AMQP_URL, REDIS_URL, ROOT, need_service, postgres_database
 
@@ -247,6 +247,44 @@ def test_a_consumer_of_a_queue_and_its_lane_killed_right_after_taking_loses_noth
     finally:
         dying.kill()
     assert drain(broker, overflow_queue(queue), seconds=VISIBILITY_TIMEOUT_S + 8, expect=1) == ["m0"]
+
+
+def test_a_tenant_past_its_share_goes_to_the_lane_in_order_and_nothing_is_lost(broker: Broker, queue: str) -> None:
+    """lanes.ShareHint: with tenant b past its share, a transport that can (Redis) moves b's messages from
+    the queue to the overflow lane inside the broker as it fetches, so a's message behind them is
+    delivered first, and b's then come from the lane marked as moved. Every broker delivers each message
+    exactly once, b's in the order sent (the others deliver all from the queue: the worker moves them)."""
+    bodies = [{"id": f"b{i}"} for i in range(20)] + [{"id": "a0"}]
+    headers = [{"kwargsrepr": f"{{'tenant': 'b', 'text': 'flood {i}'}}"} for i in range(20)]
+    broker.publish(queue, bodies, headers=[*headers, {"kwargsrepr": "{'tenant': 'a', 'text': 'hello'}"}])
+    moved: list[int] = []
+    got: list[tuple[str, bool]] = []
+
+    def on_message(body: Any, message: Any) -> None:
+        got.append((body["id"], bool((message.headers or {}).get(SPILLED_HEADER))))
+        message.ack()
+
+    set_share_hint(ShareHint(share=2, held=lambda: {"b": 2, "a": 0}, moved=moved.append))
+    try:
+        with broker.connection() as conn, conn.channel() as channel:
+            queues = [broker.queue(queue), broker.queue(overflow_queue(queue))]
+            with Consumer(channel, queues, callbacks=[on_message], prefetch_count=4, accept=["json"]):
+                deadline = time.monotonic() + 15
+                while len(got) < len(bodies) and time.monotonic() < deadline:
+                    with contextlib.suppress(TimeoutError):
+                        conn.drain_events(timeout=0.2)
+                with contextlib.suppress(TimeoutError):  # and nothing more
+                    conn.drain_events(timeout=0.5)
+    finally:
+        set_share_hint(None)
+    ids = [i for i, _ in got]
+    assert sorted(ids) == sorted(b["id"] for b in bodies), ids
+    assert [i for i in ids if i.startswith("b")] == [f"b{i}" for i in range(20)]
+    if broker.name == "redis":
+        assert ids[0] == "a0" and sum(moved) == 20, got
+        assert all(spilled for i, spilled in got if i.startswith("b")), got
+    else:
+        assert not moved
 
 
 def test_two_workers_creating_the_sql_brokers_queue_at_once_both_start(tmp_path: Path) -> None:
