@@ -25,8 +25,6 @@ import argparse
 import contextlib
 import json
 import os
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -58,43 +56,12 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))] if ordered else float("nan")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextlib.contextmanager
 def api_server(stack: Stack) -> Iterator[str]:
-    """The real API (``labelwise api``) in its own process, on a free port, as it is deployed: tenant B's
-    clients and webhook (threads of this process) do not share its interpreter."""
-    port = free_port()
-    log = open(stack.home / "api.log", "wb")  # noqa: SIM115 - lives as long as the API
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "labelwise", "api", "--port", str(port)],
-        env={**os.environ, **stack.env},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        cwd=stack.home,
-        start_new_session=True,
-    )
-    log.close()
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(600):
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            if proc.poll() is not None:
-                raise RuntimeError(f"the API exited {proc.returncode}: {(stack.home / 'api.log').read_text()}")
-            time.sleep(0.1)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    """The real API (``labelwise api``) in its own process, as it is deployed: tenant B's clients and
+    webhook (threads of this process) do not share its interpreter."""
+    with stack.start_api() as api:
+        yield api.url
 
 
 def tenant(stack: Stack, name: str) -> dict[str, str]:

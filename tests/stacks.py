@@ -65,6 +65,60 @@ def postgres_database() -> Iterator[str]:
         admin.dispose()
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class ApiProcess:
+    """``labelwise api`` as a process of its own on a free port of 127.0.0.1, as it is deployed; started
+    (``/healthz`` answers) when the constructor returns. ``env`` is its whole environment; its output goes
+    to ``log`` (or nowhere)."""
+
+    def __init__(self, env: dict[str, str], *, cwd: Path, log: Path | None = None, timeout_s: float = 60) -> None:
+        import httpx
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = log
+        with open(log, "wb") if log is not None else open(os.devnull, "wb") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "labelwise", "api", "--port", str(self.port)],
+                env=env,
+                cwd=cwd,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout_s
+        while True:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                told = log.read_text(errors="replace")[-2000:] if log is not None and log.exists() else ""
+                raise RuntimeError(f"the API did not start (exit {self.proc.returncode}): {told}")
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL if it has not ended within 20 s."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+    def __enter__(self) -> ApiProcess:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+
 @dataclass
 class Stack:
     name: str
@@ -117,6 +171,12 @@ class Stack:
         log.close()
         self.workers.append(proc)
         return proc
+
+    def start_api(self, **extra_env: str) -> ApiProcess:
+        """Start ``labelwise api`` on this stack as its own process (its output in ``api-N.log``); the
+        caller stops it (``stop()``, or use it as a context manager)."""
+        log = self.home / f"api-{len(list(self.home.glob('api-*.log')))}.log"
+        return ApiProcess({**os.environ, **self.env, **extra_env}, cwd=self.home, log=log)
 
     def warm_up(self, *, timeout_s: float = 180) -> None:
         """Wait until a worker has loaded the model (a cold start takes seconds, more on a busy machine)."""

@@ -13,7 +13,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,7 +26,7 @@ import httpx
 import pytest
 from cryptography.fernet import Fernet
 
-from tests.stacks import AMQP_URL, ONNX_DIR, REDIS_URL, need_service, postgres_database
+from tests.stacks import AMQP_URL, ONNX_DIR, REDIS_URL, free_port, need_service, postgres_database
 
 ROOT = Path(__file__).parent.parent
 DATA = Path(__file__).parent / "data"
@@ -119,12 +118,6 @@ def test_dockerfile_passes_hadolint() -> None:
     hadolint = Path(sys.executable).parent / "hadolint"
     proc = subprocess.run([str(hadolint), str(ROOT / "Dockerfile")], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and proc.stdout == "", proc.stdout
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Local:

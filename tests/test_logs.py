@@ -5,15 +5,10 @@ from __future__ import annotations
 import json
 import logging
 import os
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-import httpx
-
 from labelwise.logs import JsonFormatter
+from tests.stacks import ApiProcess
 
 
 def test_json_lines_carry_the_known_fields_and_nothing_else_of_the_record() -> None:
@@ -26,29 +21,12 @@ def test_json_lines_carry_the_known_fields_and_nothing_else_of_the_record() -> N
 
 
 def test_the_api_logs_json_lines(tmp_path: Path) -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     env = {**os.environ, "LABELWISE_HOME": str(tmp_path), "LABELWISE_LOG_FORMAT": "json"}
     for key in ("LABELWISE_DATABASE_URL", "LABELWISE_BROKER_URL"):
         env.pop(key, None)
     log = tmp_path / "api.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "labelwise", "api", "--port", str(port)], env=env, stdout=out, stderr=out
-        )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline, log.read_text()
-                time.sleep(0.2)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+    with ApiProcess(env, cwd=tmp_path, log=log):
+        pass
     lines = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
     assert any(r["logger"] == "uvicorn.access" and "/healthz" in r["message"] for r in lines)
     assert any(r["logger"] == "uvicorn.error" and "Uvicorn running" in r["message"] for r in lines)

@@ -4,7 +4,6 @@ metrics and the queue depth; JSON logs; the heartbeat row comes and goes with th
 from __future__ import annotations
 
 import json
-import socket
 import time
 import uuid
 from pathlib import Path
@@ -15,15 +14,9 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from labelwise.worker import metrics
-from tests.stacks import make_stack
+from tests.stacks import free_port, make_stack
 
 DATA = Path(__file__).parent.parent / "data"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

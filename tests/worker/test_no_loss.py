@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,7 +15,7 @@ import httpx
 import psutil
 import pytest
 
-from tests.stacks import ONNX_DIR, Stack
+from tests.stacks import ONNX_DIR, Stack, free_port
 
 pytestmark = pytest.mark.slow
 DATA = Path(__file__).parent.parent / "data"
@@ -88,41 +87,6 @@ def test_a_repeated_key_is_the_same_job_or_a_conflict_the_sender_can_find(stack:
     assert stack.cli_json("jobs", "show", "--key", "k2", "--tenant", tenant)["job_id"] == bad["job_id"]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class ApiProcess:
-    """``labelwise api`` as a process of its own on the stack (so a fault can end it)."""
-
-    def __init__(self, stack: Stack, **env: str) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "labelwise", "api", "--port", str(self.port)],
-            env={**os.environ, **stack.env, **env},
-            cwd=stack.home,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            assert self.proc.poll() is None and time.monotonic() < deadline, "the API did not start"
-            time.sleep(0.2)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-        self.proc.wait(timeout=30)
-
-
 def test_an_api_killed_between_commit_and_publish_loses_no_job(stack: Stack) -> None:
     """The job was committed but never published: it stayed queued forever, and the client's retry
     with the same Idempotency-Key got that stuck job back. The reconciler now publishes it."""
@@ -130,11 +94,11 @@ def test_an_api_killed_between_commit_and_publish_loses_no_job(stack: Stack) -> 
     token = stack.cli_json("token", "create", "--tenant", tenant)["token"]
     headers = {"Authorization": f"Bearer {token}", "Idempotency-Key": "order-7"}
     body = {"label_set": "tiny", "text": "I was charged twice"}
-    dying = ApiProcess(stack, LABELWISE_FAULT_INJECTION="api-exit-before-publish=1")
+    dying = stack.start_api(LABELWISE_FAULT_INJECTION="api-exit-before-publish=1")
     with pytest.raises(httpx.HTTPError):
         httpx.post(f"{dying.url}/v1/jobs", json=body, headers=headers, timeout=30)
     assert dying.proc.wait(timeout=30) == 137  # it died after the commit, before the publish
-    api = ApiProcess(stack)
+    api = stack.start_api()
     try:
         again = httpx.post(f"{api.url}/v1/jobs", json=body, headers=headers, timeout=30)
         assert again.status_code == 200  # the client's retry: the same, committed job
