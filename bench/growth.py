@@ -8,7 +8,7 @@ and on each:
   - a worker's messages/s (one `labelwise worker`, messages pre-enqueued on Redis, bench/throughput.py),
     in --rounds ABBA rounds (empty, full, full, empty, ...): the machine's load drifts;
   - GET /v1/jobs first and 100th page for the big and the small tenant, GET /v1/jobs/{id}, GET /metrics
-    (p50 and p99 over --samples calls, the API in-process), and the first /metrics of a new API process;
+    (p50 and p99 over --samples calls to a `labelwise api` process), and the first /metrics of a new API process;
   - `db upgrade` of a new migration that adds a column to jobs;
   - on "full": classification p99 at a steady rate while the retention purge removes the texts of the
     jobs older than 30 days (about half of N), beside p99 without it, in --rounds ABBA rounds. The purge
@@ -231,14 +231,18 @@ def timed(call: Callable[[], Any], samples: int) -> dict[str, float]:
 
 
 def api_calls(url: str, setup_out: dict[str, Any], *, samples: int, home: Path) -> dict[str, dict[str, float]]:
-    from fastapi.testclient import TestClient
+    """The API calls over HTTP to a ``labelwise api`` process of its own, as it is deployed (measured in
+    this process through Starlette's TestClient, client and server shared one interpreter and the
+    client's share of the time went into every figure)."""
+    import os
+
+    import httpx
     from sqlalchemy import select
 
-    from labelwise.api.app import create_app
     from labelwise.models.db import make_engine, make_session_factory
     from labelwise.models.tables import Job
     from labelwise.pipeline.classifying import encode_cursor
-    from labelwise.settings import Settings
+    from tests.stacks import ApiProcess
 
     engine = make_engine(url)
     sessions = make_session_factory(engine)
@@ -254,8 +258,8 @@ def api_calls(url: str, setup_out: dict[str, Any], *, samples: int, home: Path) 
             s.scalars(select(Job.id).where(Job.tenant_id == setup_out["ids"]["big"]).limit(samples * 50))
         )[::50]
     engine.dispose()
-    settings = Settings(home=home, database_url=url, broker_url=REDIS_URL)
-    with TestClient(create_app(settings)) as client:
+    env = worker_env(dict(os.environ), home=home, database_url=url, broker_url=REDIS_URL, queue="growth-api")
+    with ApiProcess(env, cwd=home, log=home / "api.log") as api, httpx.Client(base_url=api.url, timeout=60) as client:
         t0 = time.perf_counter()
         assert client.get("/metrics").status_code == 200
         first = (time.perf_counter() - t0) * 1000
