@@ -32,6 +32,10 @@ MAX_WAIT_S = 0.5
 # 1 ms (bench/throughput.py --n 2000 --processes 1, 2026-11-30).
 GIL_SWITCH_S = 0.001
 BACKGROUND_NICE = 10
+# A flood's own work (the main lane's thread, its model session's threads) runs this much below the
+# light tenants' express lane and the other processes of the host (the API, the database): the cores
+# go to them first. Nice 5 weighs about a third of nice 0 under Linux's scheduler.
+BULK_NICE = 5
 
 
 def share_the_gil() -> None:
@@ -62,6 +66,10 @@ class Turns:
             with self._cond:
                 self._urgent -= 1
                 self._cond.notify_all()
+
+    def is_urgent(self) -> bool:
+        """Whether the calling thread is inside an urgent block."""
+        return bool(getattr(self._local, "urgent", False))
 
     def checkpoint(self) -> None:
         """Outside an urgent block: wait while one runs (see the module docstring for how long)."""

@@ -33,7 +33,7 @@ import numpy as np
 
 from labelwise.classify.sentence import model_id_for, resolve_model_path
 from labelwise.errors import LabelwiseError
-from labelwise.priority import TURNS
+from labelwise.priority import BULK_NICE, TURNS, background_thread
 from labelwise.settings import DEFAULT_MODEL
 
 log = logging.getLogger(__name__)
@@ -60,6 +60,10 @@ class OnnxEncoder:
             0.994, min 0.980, so not fp32's 0.999 parity); its ``model_id`` gets an ``-int8`` suffix so
             label vectors are never mixed with fp32 ones.
         export_in_subprocess: export in a child process so torch never enters this one.
+        urgent_session: load a second session for urgent calls (``labelwise.priority``: a light tenant's
+            express batch), with threads of its own at the normal CPU priority, while the first one's
+            threads run at ``BULK_NICE``: the cores go to a light tenant's call first, and a flood's
+            calls take what is left (about 90 MB more memory).
     """
 
     def __init__(
@@ -72,6 +76,7 @@ class OnnxEncoder:
         max_batch_tokens: int = 4096,
         quantize: bool = False,
         export_in_subprocess: bool = True,
+        urgent_session: bool = False,
     ) -> None:
         self._model_name = model
         self._cache_dir = Path(cache_dir)
@@ -80,6 +85,7 @@ class OnnxEncoder:
         self._max_batch_tokens = max_batch_tokens
         self._quantize = quantize
         self._export_in_subprocess = export_in_subprocess
+        self._urgent_session = urgent_session
         self._runtime: _Runtime | None = None
         self._lock = threading.Lock()
 
@@ -97,7 +103,7 @@ class OnnxEncoder:
                 path = ensure_exported(
                     self._model_name, self._cache_dir, quantize=self._quantize, in_subprocess=self._export_in_subprocess
                 )
-                self._runtime = _Runtime(model_dir, path, threads=self._threads)
+                self._runtime = _Runtime(model_dir, path, threads=self._threads, urgent=self._urgent_session)
 
     @property
     def onnx_path(self) -> Path:
@@ -113,12 +119,14 @@ class OnnxEncoder:
 
 
 class _Runtime:
-    """A loaded tokenizer and ONNX Runtime session; ``InferenceSession.run`` is thread-safe."""
+    """A loaded tokenizer and ONNX Runtime session (two with ``urgent``); ``InferenceSession.run`` is
+    thread-safe."""
 
-    def __init__(self, model_dir: Path, onnx_path: Path, *, threads: int) -> None:
+    def __init__(self, model_dir: Path, onnx_path: Path, *, threads: int, urgent: bool = False) -> None:
         self.onnx_path = onnx_path
         self.tokenizer = load_tokenizer(model_dir)
-        self.session = make_session(onnx_path, threads=threads)
+        self.session = make_session(onnx_path, threads=threads, nice=BULK_NICE if urgent else 0)
+        self.urgent = make_session(onnx_path, threads=threads) if urgent else None
         self.input_names = {i.name for i in self.session.get_inputs()}
         self.dim = int(self.session.get_outputs()[0].shape[-1])
 
@@ -133,7 +141,8 @@ class _Runtime:
     def _run(self, encodings: list[Any]) -> np.ndarray:
         feeds = pad_batch(encodings)
         TURNS.checkpoint()  # a light tenant's batch goes first (labelwise.priority)
-        hidden = self.session.run(None, {k: v for k, v in feeds.items() if k in self.input_names})[0]
+        session = self.urgent if self.urgent is not None and TURNS.is_urgent() else self.session
+        hidden = session.run(None, {k: v for k, v in feeds.items() if k in self.input_names})[0]
         return normalize(mean_pool(hidden, feeds["attention_mask"]))
 
 
@@ -236,8 +245,27 @@ def normalize(vectors: np.ndarray) -> np.ndarray:
     return (vectors / norms).astype(np.float32)
 
 
-def make_session(onnx_path: Path, *, threads: int) -> Any:
-    """A CPU InferenceSession tuned for one request at a time per process."""
+def make_session(onnx_path: Path, *, threads: int, nice: int = 0) -> Any:
+    """A CPU InferenceSession tuned for one request at a time per process. With ``nice``, its intra-op
+    threads run at that lower CPU priority: they are started from a thread that lowered its own first
+    (a Linux thread inherits its creator's nice value), and the calling thread is not changed."""
+    if nice:
+        made: list[Any] = []
+        errors: list[BaseException] = []
+
+        def build() -> None:
+            background_thread(nice)
+            try:
+                made.append(make_session(onnx_path, threads=threads))
+            except BaseException as e:
+                errors.append(e)
+
+        builder = threading.Thread(target=build, name="labelwise-onnx-bulk-session")
+        builder.start()
+        builder.join()
+        if errors:
+            raise errors[0]
+        return made[0]
     import onnxruntime as ort
 
     opts = ort.SessionOptions()

@@ -31,7 +31,7 @@ from collections.abc import Callable, Hashable
 from concurrent.futures import Future
 from typing import Generic, TypeVar
 
-from labelwise.priority import TURNS
+from labelwise.priority import BULK_NICE, TURNS, background_thread
 
 log = logging.getLogger(__name__)
 Item = TypeVar("Item")
@@ -132,6 +132,8 @@ class Batcher(Generic[Item, Result]):
                     thread.start()
 
     def _run(self, size: int, light_only: bool) -> None:
+        if not light_only and self._express_batch:
+            background_thread(BULK_NICE)  # the express lane (and the rest of the host) goes first
         while True:
             batch = self._take(size, light_only=light_only)
             try:

@@ -79,7 +79,7 @@ def limit_blas_threads(threads: int = 1) -> None:
     threadpool_limits(limits=threads, user_api="blas")
 
 
-def build_classifier(settings: Settings) -> Classifier:
+def build_classifier(settings: Settings, *, urgent_session: bool = False) -> Classifier:
     threads = settings.threads_per_process()
     encoder: Encoder
     if settings.backend == "onnx":
@@ -90,6 +90,7 @@ def build_classifier(settings: Settings) -> Classifier:
             cache_dir=settings.onnx_dir or settings.home / "onnx",
             threads=threads,
             quantize=settings.precision == "int8",
+            urgent_session=urgent_session,
         )
     else:
         encoder = SentenceTransformerEncoder(settings.model, threads=threads)
@@ -128,7 +129,7 @@ def build_resources(settings: Settings, publisher: Publisher) -> Resources:
     share_the_gil()
     engine = make_engine(settings.resolved_database_url(), pre_ping=False)  # a lost connection retries the batch
     sessions = make_session_factory(engine)
-    classifier = build_classifier(settings)
+    classifier = build_classifier(settings, urgent_session=settings.tenant_share > 0)  # the express lane's
     refiner = None
     if settings.traffic_keep:
         policy = TrafficPolicy(keep=settings.traffic_keep, refresh_every=settings.traffic_refresh_every)
