@@ -253,13 +253,13 @@ class Settings(BaseSettings):
         description="How often one worker (whoever holds the purge lease) runs the retention purge.",
     )
     purge_batch: int = Field(
-        1_000, ge=1, description="Rows the purge changes per transaction (small: it never holds locks for long)."
+        250, ge=1, description="Rows the purge changes per transaction (small: it never holds locks for long)."
     )
     purge_pause_s: float = Field(
         0.05,
         ge=0,
         description="Least pause between two purge transactions, leaving the database to classification "
-        "(the purge also rests as long as its last transaction took).",
+        "(the purge also rests twice as long as its last transaction took).",
     )
 
     secret_key: SecretStr | None = Field(
