@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 from labelwise.classify import onnx
 from labelwise.classify.onnx import OnnxEncoder
+from labelwise.priority import BULK_NICE, TURNS
 from labelwise.settings import DEFAULT_MODEL
 
 ROOT = Path(__file__).parent.parent.parent
@@ -291,3 +294,48 @@ def test_int8_variant_stays_close_to_fp32(onnx_encoder: OnnxEncoder, cache_dir: 
     cos = (q.encode(TEXTS) * onnx_encoder.encode(TEXTS)).sum(axis=1)
     assert q.onnx_path.name.endswith("-int8.onnx") and q.onnx_path != onnx_encoder.onnx_path
     assert cos.mean() >= 0.98 and cos.min() >= 0.95, (cos.mean(), cos.min())
+
+
+def _thread_nice() -> dict[str, int]:
+    """This process's threads and their nice values (Linux)."""
+    out = {}
+    for tid in os.listdir("/proc/self/task"):
+        with contextlib.suppress(OSError):
+            out[tid] = int(Path(f"/proc/self/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+    return out
+
+
+class _Recorded:
+    def __init__(self, session: Any, name: str, calls: list[str]) -> None:
+        self.session, self.name, self.calls = session, name, calls
+
+    def run(self, *args: Any, **kwargs: Any) -> Any:
+        self.calls.append(self.name)
+        return self.session.run(*args, **kwargs)
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads thread priorities from /proc (Linux)")
+def test_urgent_calls_run_on_a_session_of_their_own_at_normal_priority(
+    cache_dir: Path, onnx_encoder: OnnxEncoder
+) -> None:
+    """urgent_session (labelwise.priority): a call inside TURNS.urgent() (a light tenant's express batch)
+    goes to a second session whose threads run at the normal priority, while the first session's threads
+    run at BULK_NICE; both give the same vectors."""
+    before = _thread_nice()
+    enc = OnnxEncoder(cache_dir=cache_dir, threads=2, urgent_session=True)
+    enc.load()
+    started = {tid: nice for tid, nice in _thread_nice().items() if tid not in before}
+    assert sorted(set(started.values())) == [0, BULK_NICE], started
+    runtime = enc._runtime
+    assert runtime is not None and runtime.urgent is not None
+    calls: list[str] = []
+    runtime.session = _Recorded(runtime.session, "bulk", calls)
+    runtime.urgent = _Recorded(runtime.urgent, "urgent", calls)
+    with TURNS.urgent():
+        urgent = enc.encode(TEXTS[:4])
+    in_urgent = len(calls)
+    bulk = enc.encode(TEXTS[:4])
+    assert in_urgent and set(calls[:in_urgent]) == {"urgent"} and set(calls[in_urgent:]) == {"bulk"}, calls
+    assert ((urgent * bulk).sum(axis=1) >= 0.99999).all()
+    assert ((urgent * onnx_encoder.encode(TEXTS[:4])).sum(axis=1) >= 0.99999).all()
+    assert _thread_nice()[str(threading.get_native_id())] == 0  # the caller's own priority is untouched
