@@ -12,6 +12,11 @@ at least as long as it waited before it waits again, and never waits more than `
 so a flood gets at least half of its thread's time however many light tenants keep the express lane
 busy: slowed, never stopped. A step already running finishes; the encoder splits a big batch into calls
 of at most its ``batch_size``, so the urgent batch waits one such step at most.
+
+Between processes the kernel decides: the main lane's thread, and the threads of the model session it
+uses, run at ``BULK_NICE``, while the express lane calls a session of its own at the normal priority
+(``OnnxEncoder(urgent_session=True)``), so the API and the database serving a light tenant's message
+and the express batch itself get the cores before a flood's batch does.
 """
 
 from __future__ import annotations
