@@ -18,7 +18,7 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY labelwise ./labelwise
 RUN pip install --no-cache-dir . \
-    && python -m labelwise.classify.onnx all-MiniLM-L6-v2 /opt/labelwise/onnx \
+    && python -m labelwise.classify.onnx_export all-MiniLM-L6-v2 /opt/labelwise/onnx \
     && python -c "import torch; assert not torch.cuda.is_available() and '+cpu' in torch.__version__, torch.__version__"
 
 FROM ${PYTHON_IMAGE}

@@ -234,7 +234,7 @@ def best_layout(
 def prepare(backend: str, cache_dir: Path) -> None:
     """Export the ONNX file before timing anything (in a child process: torch stays out of this one)."""
     if backend in ("onnx", "onnx-int8"):
-        from labelwise.classify.onnx import ensure_exported
+        from labelwise.classify.onnx_export import ensure_exported
         from labelwise.settings import DEFAULT_MODEL
 
         ensure_exported(DEFAULT_MODEL, cache_dir, quantize=backend == "onnx-int8")

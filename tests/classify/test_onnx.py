@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from labelwise.classify import onnx
+from labelwise.classify import onnx, onnx_export
 from labelwise.classify.onnx import OnnxEncoder
 from labelwise.priority import BULK_NICE, TURNS
 from labelwise.settings import DEFAULT_MODEL
@@ -147,7 +147,7 @@ def test_model_id_is_the_torch_backends_and_int8_is_marked(cache_dir: Path, enco
 def test_cache_file_is_named_by_model_and_weights_digest(onnx_encoder: OnnxEncoder, cache_dir: Path) -> None:
     path = onnx_encoder.onnx_path
     assert path.parent == cache_dir and path.suffix == ".onnx"
-    digest = onnx.weights_digest(Path(onnx.resolve_model_path(DEFAULT_MODEL)))
+    digest = onnx_export.weights_digest(Path(onnx.resolve_model_path(DEFAULT_MODEL)))
     assert path.name == f"all-MiniLM-L6-v2-{digest[:16]}.onnx"
     assert oct(path.stat().st_mode & 0o777) == oct(0o644)
     assert not [p for p in cache_dir.iterdir() if p.name.endswith(".tmp")]
@@ -163,8 +163,8 @@ def test_second_encoder_reuses_the_cached_export(
     def no_export(*args: object, **kwargs: object) -> None:
         raise AssertionError("exported again")
 
-    monkeypatch.setattr(onnx, "export", no_export)
-    monkeypatch.setattr(onnx.subprocess, "run", no_export)
+    monkeypatch.setattr(onnx_export, "export", no_export)
+    monkeypatch.setattr(onnx_export.subprocess, "run", no_export)
     second = OnnxEncoder(cache_dir=cache_dir, threads=1)
     assert second.onnx_path == path and path.stat().st_mtime_ns == before
     assert second.encode(["hello"]).shape == (1, 384)
@@ -201,9 +201,11 @@ def test_concurrent_exports_run_once_and_publish_whole_files(tmp_path: Path, mon
                 f.write(b"x" * 4096)
                 threading.Event().wait(0.005)
 
-    monkeypatch.setattr(onnx, "_torch_export", slow_fake_export)
+    monkeypatch.setattr(onnx_export, "_torch_export", slow_fake_export)
     paths: list[Path] = []
-    threads = [threading.Thread(target=lambda: paths.append(onnx.export(DEFAULT_MODEL, tmp_path))) for _ in range(4)]
+    threads = [
+        threading.Thread(target=lambda: paths.append(onnx_export.export(DEFAULT_MODEL, tmp_path))) for _ in range(4)
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -220,9 +222,9 @@ def test_a_failed_export_leaves_no_file_behind(tmp_path: Path, monkeypatch: pyte
         dest.write_bytes(b"half a model")
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(onnx, "_torch_export", broken_export)
+    monkeypatch.setattr(onnx_export, "_torch_export", broken_export)
     with pytest.raises(RuntimeError, match="boom"):
-        onnx.export(DEFAULT_MODEL, tmp_path)
+        onnx_export.export(DEFAULT_MODEL, tmp_path)
     assert [p.suffix for p in tmp_path.iterdir()] == [".lock"]
 
 
@@ -236,14 +238,14 @@ def test_export_failure_in_the_child_process_is_a_labelwise_error(
     (model_dir / "config.json").write_text('{"model_type": "bert"}')
     (model_dir / "model.safetensors").write_bytes(b"not a safetensors file")
     with pytest.raises(onnx.LabelwiseError, match="ONNX export of .*broken-model failed"):
-        onnx.ensure_exported(str(model_dir), tmp_path / "cache")
+        onnx_export.ensure_exported(str(model_dir), tmp_path / "cache")
     assert not list((tmp_path / "cache").glob("*.onnx"))
     assert any(r.getMessage().startswith(f"exporting {model_dir} to ONNX") for r in caplog.records)
 
 
 def test_a_directory_without_weights_is_a_labelwise_error(tmp_path: Path) -> None:
     with pytest.raises(onnx.LabelwiseError, match="no weights"):
-        onnx.ensure_exported(str(tmp_path), tmp_path / "cache")
+        onnx_export.ensure_exported(str(tmp_path), tmp_path / "cache")
 
 
 def test_models_that_do_not_pool_by_mean_are_refused_before_any_export(tmp_path: Path) -> None:
@@ -273,7 +275,7 @@ def test_running_from_the_cache_never_imports_torch(onnx_encoder: OnnxEncoder, c
 @pytest.mark.slow
 def test_two_processes_exporting_at_once_both_get_a_working_model(tmp_path: Path, encoder) -> None:  # type: ignore[no-untyped-def]
     """Real exports racing from two processes: both succeed, one valid file, no temp files."""
-    cmd = [sys.executable, "-m", "labelwise.classify.onnx", DEFAULT_MODEL, str(tmp_path)]
+    cmd = [sys.executable, "-m", "labelwise.classify.onnx_export", DEFAULT_MODEL, str(tmp_path)]
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT, env=env) for _ in range(2)]
     outs = [p.communicate(timeout=280) for p in procs]
