@@ -8,21 +8,16 @@ from labelwise.models import jobs, tenants
 from labelwise.models.tables import Job, utcnow
 
 
+def job(job_id: str, tenant_id: int, at: dt.datetime) -> Job:
+    return Job(id=job_id, tenant_id=tenant_id, tenant_name="acme", label_set_name="x", text="t", created_at=at)
+
+
 def test_pages_walk_every_job_once_across_equal_created_at(sessions) -> None:  # type: ignore[no-untyped-def]
     same = utcnow() - dt.timedelta(hours=1)
     with sessions.begin() as s:
         t = tenants.create_tenant(s, "acme")
         for i in range(23):  # 3 groups of equal created_at, straddling page boundaries
-            s.add(
-                Job(
-                    id=f"job-{i:02d}",
-                    tenant_id=t.id,
-                    tenant_name="acme",
-                    label_set_name="x",
-                    text="t",
-                    created_at=same + dt.timedelta(seconds=i // 8),
-                )
-            )
+            s.add(job(f"job-{i:02d}", t.id, same + dt.timedelta(seconds=i // 8)))
     seen: list[str] = []
     before = None
     with sessions() as s:
@@ -40,14 +35,9 @@ def test_pages_walk_every_job_once_while_new_jobs_arrive(sessions) -> None:  # t
     """Jobs created between two pages are newer than the cursor: no job is skipped or seen twice."""
     start = utcnow() - dt.timedelta(hours=1)
 
-    def job(i: int, tenant_id: int, at: dt.datetime) -> Job:
-        return Job(
-            id=f"job-{i:03d}", tenant_id=tenant_id, tenant_name="acme", label_set_name="x", text="t", created_at=at
-        )
-
     with sessions.begin() as s:
         t = tenants.create_tenant(s, "acme")
-        s.add_all(job(i, t.id, start + dt.timedelta(seconds=i // 3)) for i in range(40))
+        s.add_all(job(f"job-{i:03d}", t.id, start + dt.timedelta(seconds=i // 3)) for i in range(40))
     seen: list[str] = []
     before, arrived = None, 100
     with sessions() as s:
@@ -55,7 +45,7 @@ def test_pages_walk_every_job_once_while_new_jobs_arrive(sessions) -> None:  # t
             page = jobs.list_jobs(s, tenant_id=t.id, before=before, limit=7)
             seen += [j.id for j in page]
             with sessions.begin() as w:  # a new message between two pages
-                w.add(job(arrived, t.id, utcnow()))
+                w.add(job(f"job-{arrived:03d}", t.id, utcnow()))
             arrived += 1
             if len(page) < 7:
                 break
@@ -70,17 +60,7 @@ def test_a_page_read_in_chunks_is_the_page_read_at_once(sessions) -> None:  # ty
     same = utcnow() - dt.timedelta(hours=1)
     with sessions.begin() as s:
         t = tenants.create_tenant(s, "acme")
-        s.add_all(
-            Job(
-                id=f"job-{i:02d}",
-                tenant_id=t.id,
-                tenant_name="acme",
-                label_set_name="x",
-                text="t",
-                created_at=same + dt.timedelta(seconds=i // 7),
-            )
-            for i in range(30)
-        )
+        s.add_all(job(f"job-{i:02d}", t.id, same + dt.timedelta(seconds=i // 7)) for i in range(30))
     with sessions() as s:
         whole = [j.id for j in jobs.iter_jobs(s, tenant_id=t.id, limit=25, chunk=100)]
         chunked = [j.id for j in jobs.iter_jobs(s, tenant_id=t.id, limit=25, chunk=4)]
