@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,8 @@ from labelwise.labelset import load_yaml
 from labelwise.messages import parse_message
 from labelwise.models import jobs as models_jobs
 from labelwise.models import tenants
+from labelwise.pipeline import claiming
+from labelwise.pipeline.claiming import Limits
 
 TINY = Path(__file__).parent / "data" / "tiny.yaml"
 
@@ -115,9 +118,9 @@ def test_a_job_inserted_by_another_worker_mid_claim_is_not_lost(seeded, encoder,
     real_by_ids = models_jobs.by_ids
     reads: list[list[str]] = []
 
-    def stale_first_read(session, ids):  # type: ignore[no-untyped-def]
+    def stale_first_read(session, ids, **kw):  # type: ignore[no-untyped-def]
         reads.append(ids)
-        return {} if len(reads) == 1 else real_by_ids(session, ids)  # the first read missed the row
+        return {} if len(reads) == 1 else real_by_ids(session, ids, **kw)  # the first read missed the row
 
     monkeypatch.setattr(models_jobs, "by_ids", stale_first_read)
     batch = [pipeline.Message("raced", msg()), pipeline.Message("fresh", msg(text="The app crashes"))]
@@ -125,3 +128,40 @@ def test_a_job_inserted_by_another_worker_mid_claim_is_not_lost(seeded, encoder,
     assert len(reads) == 2  # bulk claim, then the row-by-row one
     assert [o.view["status"] for o in out] == ["done", "done"]
     assert [o.view["chosen"] for o in out] == [["billing"], ["bug-report"]]
+
+
+def test_a_job_finished_by_another_worker_mid_claim_stays_classified_once(seeded, encoder, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Two messages for one job (a republished one beside the original): another worker claims and
+    finishes the job after this worker's claim read it queued. The claim must wait for that worker, not
+    set the job running over its result: the job is classified once (the chaos benchmark on pg-rabbitmq
+    once counted 5 jobs classified twice)."""
+    with seeded.begin() as s:
+        pipeline.submit_job(s, parse_message(msg(), max_text_chars=100), job_id="raced")
+
+    stored: list[set[str]] = []
+
+    def they_claim_and_store() -> None:
+        (theirs,), _ = claiming.claim_batch(seeded, [pipeline.Message("raced", msg())], limits=Limits(100), bulk=True)
+        models_jobs.mark_done(theirs.job, result={"chosen": ["billing"], "labels": []}, version_id=theirs.version_id)
+        with seeded.begin() as s:
+            stored.append(models_jobs.store_done(s, [theirs.job]))
+
+    real_by_ids = models_jobs.by_ids
+    other = threading.Thread(target=they_claim_and_store)
+
+    def they_finish_after_our_read(session, ids, **kw):  # type: ignore[no-untyped-def]
+        found = real_by_ids(session, ids, **kw)
+        if other.ident is None:  # our read: the other worker goes now
+            other.start()
+            other.join(timeout=1.0)  # done at once, unless our claim holds the row (then: after our commit)
+        return found
+
+    monkeypatch.setattr(models_jobs, "by_ids", they_finish_after_our_read)
+    batch = [pipeline.Message("raced", msg())]
+    (ours,) = pipeline.classify_batch(seeded, Classifier(encoder), batch, max_text_chars=100)
+    other.join(timeout=30)
+    assert len(stored) == 1  # the other worker got through (an error in its thread leaves this empty)
+    with seeded() as s:
+        job = models_jobs.get_job(s, "raced")
+        assert (job.status, job.classifications) == ("done", 1)
+    assert ours.view["status"] == "done"

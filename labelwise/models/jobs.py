@@ -36,8 +36,20 @@ def job_status(session: Session, job_id: str) -> str | None:
     return session.scalar(select(Job.status).where(Job.id == job_id))
 
 
-def find_job(session: Session, job_id: str) -> Job | None:
-    return session.get(Job, job_id)
+def find_job(session: Session, job_id: str, *, lock: bool = False) -> Job | None:
+    """The job, or None; ``lock``: see by_ids."""
+    return session.get(Job, job_id, with_for_update=lock or None, populate_existing=lock)
+
+
+def write_lock(session: Session) -> None:
+    """Begin the session's transaction holding SQLite's write lock (``BEGIN IMMEDIATE``), so that the jobs
+    it reads stay as read until it commits; a no-op on PostgreSQL, where a read with ``lock=True`` locks
+    its rows instead. Call it first in the transaction of anything that reads a job to change it (a
+    claim, a failure): otherwise a job another worker finishes between the read and the write would be
+    written over, and classified twice."""
+    connection = session.connection()
+    if connection.dialect.name == "sqlite" and not connection.connection.dbapi_connection.in_transaction:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def add_alias(session: Session, *, task_id: str, job: Job) -> None:
@@ -46,16 +58,24 @@ def add_alias(session: Session, *, task_id: str, job: Job) -> None:
         session.add(JobAlias(task_id=task_id, job_id=job.id, tenant_id=job.tenant_id))
 
 
-def by_ids(session: Session, job_ids: list[str]) -> dict[str, Job]:
-    """The jobs among ``job_ids`` that exist, by id (one query)."""
-    return {job.id: job for job in session.scalars(select(Job).where(Job.id.in_(job_ids)))}
+def by_ids(session: Session, job_ids: list[str], *, lock: bool = False) -> dict[str, Job]:
+    """The jobs among ``job_ids`` that exist, by id (one query).
+
+    ``lock``: PostgreSQL locks the rows until the transaction ends (in id order, as a batch's results
+    are stored, so two workers never wait on each other's rows) and reads them as last committed: a
+    worker storing one of them meanwhile is waited for."""
+    query = select(Job).where(Job.id.in_(job_ids))
+    if lock:
+        query = query.order_by(Job.id).with_for_update().execution_options(populate_existing=True)
+    return {job.id: job for job in session.scalars(query)}
 
 
-def find_by_key(session: Session, *, tenant_id: int, key: str) -> Job | None:
-    """The job that owns ``key`` (not a failed repeat of it)."""
-    return session.scalar(
-        select(Job).where(Job.tenant_id == tenant_id, Job.idempotency_key == key, Job.duplicate_of.is_(None))
-    )
+def find_by_key(session: Session, *, tenant_id: int, key: str, lock: bool = False) -> Job | None:
+    """The job that owns ``key`` (not a failed repeat of it); ``lock``: see by_ids."""
+    query = select(Job).where(Job.tenant_id == tenant_id, Job.idempotency_key == key, Job.duplicate_of.is_(None))
+    if lock:
+        query = query.with_for_update().execution_options(populate_existing=True)
+    return session.scalar(query)
 
 
 def add_job(session: Session, **fields: Any) -> Job:
@@ -257,6 +277,7 @@ def _store_done_postgresql(session: Session, done: list[Job]) -> set[str]:
         "FROM unnest(%(ids)b::varchar[], %(results)b::jsonb[], %(version_ids)b::integer[]) "
         "AS v(id, result, version_id) WHERE jobs.id = v.id AND jobs.status = 'running' RETURNING jobs.id"
     )
+    done = sorted(done, key=lambda job: job.id)  # rows locked in id order, as a claim locks them (by_ids)
     params = {
         "ids": [job.id for job in done],
         "results": [json.dumps(job.result) for job in done],

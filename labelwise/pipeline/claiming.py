@@ -5,6 +5,10 @@ idempotency key, text) beside its reason. A message repeating a job's idempotenc
 (its task id becomes an alias), or, with another body, a failed job of its own that names the owner.
 A job claimed ``max_attempts`` times without finishing (its worker died each time) fails instead of
 killing another worker.
+
+The jobs a claim reads stay locked until it commits (``jobs.write_lock``, reads with ``lock=True``): a
+worker still holding a redelivered message that stores its result meanwhile is waited for, and the job
+is read done, never set running again over that result (and classified twice).
 """
 
 from __future__ import annotations
@@ -79,7 +83,8 @@ def claim_batch(
     first); otherwise each insert has its own savepoint and a conflict is resolved row by row.
     """
     with database_errors(), sessions.begin() as session, session.no_autoflush:
-        lookups = Lookups(jobs.by_ids(session, [m.task_id for m in messages]), bulk=bulk)
+        jobs.write_lock(session)  # a job another worker stores meanwhile is waited for, never written over
+        lookups = Lookups(jobs.by_ids(session, [m.task_id for m in messages], lock=True), bulk=bulk)
         claimed = [_claim(session, m, limits=limits, lookups=lookups) for m in messages]
         if bulk:
             try:
@@ -126,7 +131,7 @@ class Lookups:
         return found
 
     def owner(self, session: Session, tenant_id: int, key: str) -> Job | None:
-        return self.keys.get((tenant_id, key)) or jobs.find_by_key(session, tenant_id=tenant_id, key=key)
+        return self.keys.get((tenant_id, key)) or jobs.find_by_key(session, tenant_id=tenant_id, key=key, lock=True)
 
 
 def _claim(session: Session, message: Message, *, limits: Limits, lookups: Lookups) -> Job | Claimed:
@@ -234,15 +239,15 @@ def _insert(session: Session, *, task_id: str, fields: dict[str, Any], lookups: 
 
 
 def _raced(session: Session, *, task_id: str, fields: dict[str, Any]) -> Job | None:
-    found = jobs.find_job(session, task_id)
+    found = jobs.find_job(session, task_id, lock=True)
     if found is None and fields.get("tenant_id") is not None and fields.get("idempotency_key"):
-        found = jobs.find_by_key(session, tenant_id=fields["tenant_id"], key=fields["idempotency_key"])
+        found = jobs.find_by_key(session, tenant_id=fields["tenant_id"], key=fields["idempotency_key"], lock=True)
     return found
 
 
 def _fail_unparsed(session: Session, *, task_id: str, kwargs: Any, error: str, lookups: Lookups) -> Job:
     """Record a message that failed validation as a failed job, keeping what it carried."""
-    job = lookups.jobs.get(task_id) or jobs.find_job(session, task_id)
+    job = lookups.jobs.get(task_id) or jobs.find_job(session, task_id, lock=True)
     if job is not None:
         if job.status != "done":
             jobs.mark_failed(job, error=error)
@@ -294,7 +299,8 @@ def _as_text(value: Any, *, limit: int) -> str:
 def fail_message(session: Session, message: Message, *, error: str) -> Job:
     """Record ``message`` as failed with ``error``, creating its job if needed (a batch-mate's failure
     never touches it); a done job stays done."""
-    job = jobs.find_job(session, message.task_id)
+    jobs.write_lock(session)
+    job = jobs.find_job(session, message.task_id, lock=True)
     if job is None:
         lookups = Lookups({}, bulk=False)
         return _fail_unparsed(session, task_id=message.task_id, kwargs=message.kwargs, error=error, lookups=lookups)

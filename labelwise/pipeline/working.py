@@ -226,6 +226,7 @@ def version_index(
 def fail_job(sessions: sessionmaker[Session], *, job_id: str, error: str) -> None:
     """Mark a job failed after an unexpected error, if it exists and is not done."""
     with sessions.begin() as session:
-        job = jobs.find_job(session, job_id)
+        jobs.write_lock(session)
+        job = jobs.find_job(session, job_id, lock=True)
         if job is not None and job.status != "done":
             jobs.mark_failed(job, error=error)
