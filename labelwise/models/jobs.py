@@ -17,6 +17,9 @@ from labelwise.errors import NotFoundError
 from labelwise.models.tables import Job, JobAlias, utcnow
 
 STATUSES = ("queued", "running", "done", "failed")
+# FOR NO KEY UPDATE: the lock an UPDATE of the row takes anyway; rows that reference the job (aliases,
+# deliveries) can still be inserted meanwhile
+ROW_LOCK: dict[str, Any] = {"key_share": True}
 
 
 def get_job(session: Session, job_id: str, *, tenant_id: int | None = None) -> Job:
@@ -38,7 +41,7 @@ def job_status(session: Session, job_id: str) -> str | None:
 
 def find_job(session: Session, job_id: str, *, lock: bool = False) -> Job | None:
     """The job, or None; ``lock``: see by_ids."""
-    return session.get(Job, job_id, with_for_update=lock or None, populate_existing=lock)
+    return session.get(Job, job_id, with_for_update=ROW_LOCK if lock else None, populate_existing=lock)
 
 
 def write_lock(session: Session) -> None:
@@ -62,11 +65,11 @@ def by_ids(session: Session, job_ids: list[str], *, lock: bool = False) -> dict[
     """The jobs among ``job_ids`` that exist, by id (one query).
 
     ``lock``: PostgreSQL locks the rows until the transaction ends (in id order, as a batch's results
-    are stored, so two workers never wait on each other's rows) and reads them as last committed: a
-    worker storing one of them meanwhile is waited for."""
+    are stored, so two workers wait on each other in one order, never in a cycle) and reads them as
+    last committed: a worker storing one of them meanwhile is waited for."""
     query = select(Job).where(Job.id.in_(job_ids))
     if lock:
-        query = query.order_by(Job.id).with_for_update().execution_options(populate_existing=True)
+        query = query.order_by(Job.id).with_for_update(**ROW_LOCK).execution_options(populate_existing=True)
     return {job.id: job for job in session.scalars(query)}
 
 
@@ -74,7 +77,7 @@ def find_by_key(session: Session, *, tenant_id: int, key: str, lock: bool = Fals
     """The job that owns ``key`` (not a failed repeat of it); ``lock``: see by_ids."""
     query = select(Job).where(Job.tenant_id == tenant_id, Job.idempotency_key == key, Job.duplicate_of.is_(None))
     if lock:
-        query = query.with_for_update().execution_options(populate_existing=True)
+        query = query.with_for_update(**ROW_LOCK).execution_options(populate_existing=True)
     return session.scalar(query)
 
 
