@@ -37,7 +37,8 @@ class Caller:
     token_prefix: str = ""  # the token's first 10 characters (as `labelwise token revoke` takes them)
 
 
-def state(request: Request) -> State:
+async def state(request: Request) -> State:
+    """The app's resources (async: a dependency that does no I/O costs no trip through the threadpool)."""
     st = request.app.state.labelwise
     assert isinstance(st, State)
     return st
@@ -63,7 +64,7 @@ def caller(
     return Caller(tenant_id=tenant.id, tenant=tenant.name, token_prefix=credentials.credentials[:10])
 
 
-def operator(
+async def operator(
     st: State = Depends(state),
     credentials: HTTPAuthorizationCredentials | None = Depends(bearer),
 ) -> None:
