@@ -480,3 +480,31 @@ def test_the_purge_rests_twice_as_long_as_its_last_batch_took() -> None:
     assert policy.rest_s(0.01) == 0.05
     assert policy.rest_s(0.2) == 0.4
     assert lifecycle.Retention(pause_s=0.05, rest_ratio=0).rest_s(0.2) == 0.05
+
+
+def test_the_purge_commits_without_waiting_for_the_disk_on_postgresql(sessions) -> None:  # type: ignore[no-untyped-def]
+    """Each purge transaction sets synchronous_commit off for itself only (SET LOCAL): its WAL flushes stop
+    taking turns with the workers' commits; every other transaction still waits for the disk."""
+    from sqlalchemy import event, text
+
+    with sessions.begin() as s:
+        a = populate(s, "a")
+    _aged_jobs(sessions, a["id"], count=5, age_days=40)
+    engine = sessions.kw["bind"]
+    postgres = engine.dialect.name == "postgresql"
+    seen: list[str] = []
+
+    def statement(conn, cursor, sql, params, context, executemany) -> None:  # type: ignore[no-untyped-def]
+        if postgres:
+            seen.append(conn.exec_driver_sql("SHOW synchronous_commit").scalar() if "UPDATE jobs" in sql else sql)
+
+    event.listen(engine, "before_cursor_execute", statement)
+    try:
+        out = lifecycle.purge(sessions, holder="me", policy=lifecycle.Retention(batch=2, pause_s=0))
+    finally:
+        event.remove(engine, "before_cursor_execute", statement)
+    assert out is not None and out["texts"] >= 5
+    if postgres:
+        assert seen.count("off") >= 3 and "on" not in seen  # every batch of 2 texts
+        with sessions() as s:
+            assert s.execute(text("SHOW synchronous_commit")).scalar() == "on"

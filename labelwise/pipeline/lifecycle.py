@@ -171,6 +171,7 @@ def _purge_tenant(
     while not stop():
         t0 = time.monotonic()
         with database_errors(), sessions.begin() as session:
+            lifecycle.without_waiting_for_disk(session)
             if first:
                 oldest_open = lifecycle.oldest_open_job(session, tenant_id=tenant_id, before=cutoff)
                 target = min(cutoff, oldest_open) if oldest_open else cutoff
@@ -197,6 +198,7 @@ def _drain(
     while not stop():
         t0 = time.monotonic()
         with database_errors(), sessions.begin() as session:
+            lifecycle.without_waiting_for_disk(session)
             count = step(session)
         done += count
         if count < policy.batch:
