@@ -508,3 +508,53 @@ def test_the_purge_commits_without_waiting_for_the_disk_on_postgresql(sessions) 
         assert seen.count("off") >= 3 and "on" not in seen  # every batch of 2 texts
         with sessions() as s:
             assert s.execute(text("SHOW synchronous_commit")).scalar() == "on"
+
+
+def test_reconciler_never_fails_a_privacy_job_a_worker_just_finished(sessions, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A privacy-mode job stuck running is due (its text is gone, so it would be failed); its worker
+    stores the result right after the reconciler read it. The job keeps that result: it is never failed
+    over it (before: the reconciler's flush set it failed, its result stored and lost)."""
+    import datetime as dt
+    import threading
+
+    from labelwise import pipeline
+    from labelwise.messages import parse_message
+    from labelwise.models import jobs as jobs_q
+    from labelwise.models.tables import Tenant, utcnow
+    from labelwise.pipeline import reconciling
+
+    with sessions.begin() as s:
+        a = populate(s, "a")
+        s.get(Tenant, a["id"]).privacy = True
+    msg = parse_message({"tenant": "a", "label_set": "support", "text": "private words"}, max_text_chars=1000)
+    long_ago = utcnow() - dt.timedelta(minutes=5)
+    with sessions.begin() as s:
+        job, _ = pipeline.submit_job(s, msg, job_id="slow")
+        job.status, job.attempts, job.created_at, job.enqueued_at, job.started_at = "running", 1, *[long_ago] * 3
+    with sessions() as s:
+        theirs = jobs_q.get_job(s, "slow")
+    jobs_q.mark_done(theirs, result={"chosen": ["billing"], "labels": []}, version_id=1)
+
+    def worker_stores() -> None:
+        with sessions.begin() as s:
+            jobs_q.store_done(s, [theirs])
+
+    worker = threading.Thread(target=worker_stores)
+    real_due = jobs_q.due_for_publish
+
+    def due_then_the_worker_stores(session, **kw):  # type: ignore[no-untyped-def]
+        due = real_due(session, **kw)
+        worker.start()
+        worker.join(timeout=1.0)  # at once on PostgreSQL; on SQLite after the pass (it holds the write lock)
+        return due
+
+    monkeypatch.setattr(jobs_q, "due_for_publish", due_then_the_worker_stores)
+    policy = reconciling.Policy(grace_s=1, stuck_after_s=60)
+    reconciling.reconcile(sessions, holder="me", policy=policy, publish_job=print, publish_delivery=print)
+    worker.join(timeout=30)
+    with sessions() as s:
+        job = jobs_q.get_job(s, "slow")
+        # failed with a result stored is the lost result; on PostgreSQL the worker's store came first
+        assert (job.status, job.classifications) in {("done", 1), ("failed", 0)}
+        if sessions.kw["bind"].dialect.name == "postgresql":
+            assert job.status == "done" and job.result["chosen"] == ["billing"]

@@ -311,6 +311,18 @@ def mark_done(job: Job, *, result: dict[str, Any], version_id: int) -> None:
     job.classifications = (job.classifications or 0) + 1
 
 
+def fail_open(session: Session, job_ids: list[str], *, error: str) -> None:
+    """Mark these jobs failed with ``error``, those still queued or running when the statement runs
+    (one UPDATE): a job a worker finished since it was read keeps its result."""
+    if job_ids:
+        session.execute(
+            update(Job)
+            .where(Job.id.in_(job_ids), Job.status.in_(("queued", "running")))
+            .values(status="failed", error=error, finished_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+
+
 def mark_failed(job: Job, *, error: str) -> None:
     job.status = "failed"
     job.error = error

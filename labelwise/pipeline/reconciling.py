@@ -59,7 +59,7 @@ def reconcile(
         due_jobs = jobs.due_for_publish(
             session, now=now, grace_s=policy.grace_s, stuck_after_s=policy.stuck_after_s, limit=policy.batch
         )
-        due_jobs = _without_lost_texts(due_jobs)
+        due_jobs = _without_lost_texts(session, due_jobs)
         due_deliveries = [
             d.id
             for d in integrations.deliveries_due(
@@ -79,16 +79,15 @@ def reconcile(
     return Pass(len(published_jobs), len(published_deliveries))
 
 
-def _without_lost_texts(due: list[Job]) -> list[Job]:
+def _without_lost_texts(session: Session, due: list[Job]) -> list[Job]:
     """Fail the due jobs whose text exists nowhere any more (privacy mode keeps none in SQL, so a message
-    the broker lost, or never got, cannot be made again); the others, to publish."""
-    for job in due:
-        if job.text is None:
-            jobs.mark_failed(
-                job,
-                error="its message never reached a worker and its text was not stored (privacy mode); "
-                "send the message again",
-            )
+    the broker lost, or never got, cannot be made again); the others, to publish. A job a worker finished
+    since it was read keeps its result (jobs.fail_open)."""
+    jobs.fail_open(
+        session,
+        [job.id for job in due if job.text is None],
+        error="its message never reached a worker and its text was not stored (privacy mode); send the message again",
+    )
     return [job for job in due if job.text is not None]
 
 
