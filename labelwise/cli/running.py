@@ -20,6 +20,7 @@ from labelwise.cli.apps import app, db_app
 from labelwise.cli.common import JsonOpt, emit, get_ctx
 from labelwise.crypto import new_key, require_secret_key, secret_box
 from labelwise.models.db import upgrade
+from labelwise.priority import freeze_startup_objects
 from labelwise.settings import Settings
 
 
@@ -179,6 +180,7 @@ def _serve_api(settings: Settings, *, host: str, port: int) -> None:
     log_config = uvicorn_log_config(settings.log_format, settings.log_level)
     kwargs: dict[str, Any] = {"log_config": log_config} if log_config else {}
     config = uvicorn.Config(create_api(settings), host=host, port=port, log_level=settings.log_level.lower(), **kwargs)
+    freeze_startup_objects()  # the app is built: its objects stay out of full collections (labelwise.priority)
     Server(config).run()
 
 

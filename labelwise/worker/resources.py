@@ -29,7 +29,7 @@ from labelwise.models.tables import Job
 from labelwise.pipeline.label_vectors import LabelReadiness
 from labelwise.pipeline.traffic import Refiner, TrafficPolicy
 from labelwise.pipeline.working import Classified
-from labelwise.priority import TURNS, share_the_gil
+from labelwise.priority import TURNS, freeze_startup_objects, share_the_gil
 from labelwise.settings import Settings
 from labelwise.worker import faults
 from labelwise.worker import metrics as worker_metrics
@@ -153,7 +153,7 @@ def build_resources(settings: Settings, publisher: Publisher) -> Resources:
     spiller = Spiller(publisher.app, queue=settings.queue, keep=batcher.put, on_moved=worker_metrics.spilled)
     FEED.batcher, FEED.hold_max, FEED.spill, FEED.moved = batcher, share, spiller.put, worker_metrics.spilled
     lanes.set_share_hint(share_hint() if share else None)
-    return Resources(
+    resources = Resources(
         engine=engine,
         sessions=sessions,
         classifier=classifier,
@@ -163,6 +163,8 @@ def build_resources(settings: Settings, publisher: Publisher) -> Resources:
         box=secret_box(settings),
         http=make_client(allow=settings.outbound_allow, timeout_s=settings.outbound_timeout_s),
     )
+    freeze_startup_objects()  # the worker's startup objects stay out of full collections (labelwise.priority)
+    return resources
 
 
 def publish_deliveries(sessions: sessionmaker[Session], publisher: Publisher, delivery_ids: list[str]) -> None:

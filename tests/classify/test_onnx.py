@@ -341,3 +341,22 @@ def test_urgent_calls_run_on_a_session_of_their_own_at_normal_priority(
     assert ((urgent * bulk).sum(axis=1) >= 0.99999).all()
     assert ((urgent * onnx_encoder.encode(TEXTS[:4])).sum(axis=1) >= 0.99999).all()
     assert _thread_nice()[str(threading.get_native_id())] == 0  # the caller's own priority is untouched
+
+
+def test_the_flood_session_does_not_spin_between_calls_and_the_urgent_one_does(cache_dir: Path) -> None:
+    """The bulk session (a flood's batches, label-set builds) lets its idle threads sleep, so they leave the
+    cores to the API, the database and light tenants; the urgent session and a lone one spin for the
+    next call, which answers it sooner."""
+    enc = OnnxEncoder(cache_dir=cache_dir, threads=2, urgent_session=True)
+    enc.load()
+    runtime = enc._runtime
+    assert runtime is not None and runtime.urgent is not None
+
+    def spins(session: Any) -> str:
+        return str(session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning"))
+
+    assert spins(runtime.session) == "0"
+    assert spins(runtime.urgent) == "1"
+    lone = OnnxEncoder(cache_dir=cache_dir, threads=2)
+    lone.load()
+    assert lone._runtime is not None and spins(lone._runtime.session) == "1"

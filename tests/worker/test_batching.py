@@ -3,10 +3,12 @@ message classified in the express lane while a heavy tenant's batch runs. Pure t
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from labelwise.priority import freeze_startup_objects
 from labelwise.worker.batching import Batcher
 
 
@@ -167,3 +169,18 @@ def test_the_main_lane_waits_at_its_checkpoints_while_an_urgent_batch_runs() -> 
         runner.join(5)
     assert sum(steps) <= 0.65, sum(steps)  # waits of 0.2 s, each followed by 0.2 s of work
     assert max(steps) <= 0.3 and len(steps) >= 5, (max(steps), len(steps))  # it went on between waits
+
+
+def test_startup_objects_stay_out_of_later_full_collections() -> None:
+    """freeze_startup_objects (the worker after building its resources, the API before serving): a full
+    collection afterwards walks only what was made since, not the modules and app built at startup."""
+    before = len(gc.get_objects())
+    try:
+        freeze_startup_objects()
+        frozen = gc.get_freeze_count()
+        assert frozen > 10_000 and frozen >= before // 2, (frozen, before)
+        made_since = [object() for _ in range(10)] + [[] for _ in range(1000)]
+        assert len(gc.get_objects()) < 10_000 + len(made_since), len(gc.get_objects())
+    finally:
+        gc.unfreeze()
+    assert gc.get_freeze_count() == 0
