@@ -265,6 +265,6 @@ def _session(onnx_path: Path, *, threads: int, spin: bool) -> Any:
     opts.log_severity_level = 3  # errors only: warnings go to stderr, not to logging
     # A spinning thread answers the next call sooner (a one-text call: 3.0 ms spinning, 4.8 ms not) but
     # burns a core while it waits (that call every 5 ms: 10.9 ms of CPU each spinning, 5.0 not). The
-    # flood's session does not spin: tenant A's p99 beside a flood (bench/noisy_neighbour.py, see README).
+    # flood's session does not spin, leaving those cores to light tenants (bench/noisy_neighbour.py, README).
     opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
     return ort.InferenceSession(str(onnx_path), sess_options=opts, providers=["CPUExecutionProvider"])
