@@ -47,6 +47,8 @@ class OnnxEncoder:
             express batch), with threads of its own at the normal CPU priority, while the first one's
             threads run at ``BULK_NICE``: the cores go to a light tenant's call first, and a flood's
             calls take what is left (about 90 MB more memory).
+        spin: whether the threads of the session at the normal priority spin between calls (sooner
+            answers, a core held while they wait: see ``_session``); the niced session never spins.
     """
 
     def __init__(
@@ -60,6 +62,7 @@ class OnnxEncoder:
         quantize: bool = False,
         export_in_subprocess: bool = True,
         urgent_session: bool = False,
+        spin: bool = True,
     ) -> None:
         self._model_name = model
         self._cache_dir = Path(cache_dir)
@@ -69,6 +72,7 @@ class OnnxEncoder:
         self._quantize = quantize
         self._export_in_subprocess = export_in_subprocess
         self._urgent_session = urgent_session
+        self._spin = spin
         self._runtime: _Runtime | None = None
         self._lock = threading.Lock()
 
@@ -86,7 +90,9 @@ class OnnxEncoder:
                 path = ensure_exported(
                     self._model_name, self._cache_dir, quantize=self._quantize, in_subprocess=self._export_in_subprocess
                 )
-                self._runtime = _Runtime(model_dir, path, threads=self._threads, urgent=self._urgent_session)
+                self._runtime = _Runtime(
+                    model_dir, path, threads=self._threads, urgent=self._urgent_session, spin=self._spin
+                )
 
     @property
     def onnx_path(self) -> Path:
@@ -105,11 +111,13 @@ class _Runtime:
     """A loaded tokenizer and ONNX Runtime session (two with ``urgent``); ``InferenceSession.run`` is
     thread-safe."""
 
-    def __init__(self, model_dir: Path, onnx_path: Path, *, threads: int, urgent: bool = False) -> None:
+    def __init__(
+        self, model_dir: Path, onnx_path: Path, *, threads: int, urgent: bool = False, spin: bool = True
+    ) -> None:
         self.onnx_path = onnx_path
         self.tokenizer = load_tokenizer(model_dir)
-        self.session = make_session(onnx_path, threads=threads, nice=BULK_NICE if urgent else 0)
-        self.urgent = make_session(onnx_path, threads=threads) if urgent else None
+        self.session = make_session(onnx_path, threads=threads, nice=BULK_NICE if urgent else 0, spin=spin)
+        self.urgent = make_session(onnx_path, threads=threads, spin=spin) if urgent else None
         self.input_names = {i.name for i in self.session.get_inputs()}
         self.dim = int(self.session.get_outputs()[0].shape[-1])
 
@@ -228,12 +236,13 @@ def normalize(vectors: np.ndarray) -> np.ndarray:
     return (vectors / norms).astype(np.float32)
 
 
-def make_session(onnx_path: Path, *, threads: int, nice: int = 0) -> Any:
+def make_session(onnx_path: Path, *, threads: int, nice: int = 0, spin: bool = True) -> Any:
     """A CPU InferenceSession tuned for one request at a time per process. With ``nice``, its intra-op
     threads run at that lower CPU priority: they are started from a thread that lowered its own first
     (a Linux thread inherits its creator's nice value), and the calling thread is not changed; and they
     do not spin between calls (ONNX Runtime's threads otherwise spin for the next call, holding a core
-    that the API, the database or a light tenant's batch was waiting for)."""
+    that the API, the database or a light tenant's batch was waiting for). Without ``nice``, its threads
+    spin unless ``spin`` is False."""
     if nice:
         made: list[Any] = []
         errors: list[BaseException] = []
@@ -251,7 +260,7 @@ def make_session(onnx_path: Path, *, threads: int, nice: int = 0) -> Any:
         if errors:
             raise errors[0]
         return made[0]
-    return _session(onnx_path, threads=threads, spin=True)
+    return _session(onnx_path, threads=threads, spin=spin)
 
 
 def _session(onnx_path: Path, *, threads: int, spin: bool) -> Any:

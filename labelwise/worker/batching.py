@@ -8,14 +8,16 @@ in one go; ``handle`` returns one outcome per item, in order (a result, or the e
 - the **main lane** takes whatever waits, up to ``max_batch``, one item of each tenant in turn, so a
   tenant with a thousand messages waiting and one with a single message share the next batch (FIFO
   within a tenant). A message alone is processed at once; a burst forms batches while the previous
-  batch is being processed.
+  batch is being processed. With an express lane, it takes a light tenant's message only while no heavy
+  tenant's waits (and the express lane is busy): a light message never rides in a flood's batch. Its
+  batches go to ``main_handle`` (a bulk process of the worker's: ``labelwise.worker.bulk``).
 - the **express lane** (``express_batch`` > 0) takes only the messages of *light* tenants, those with
-  at most ``express_batch`` messages waiting or in a batch, up to ``express_batch`` at a time, while the
-  main lane is busy. A tenant sending a few messages a second beside one that floods the worker is not
-  made to wait for the flood's full batch to finish: its message is classified beside it (the model's
-  session runs calls concurrently), in a batch of its own. The main lane leaves light tenants' messages
-  to the express lane while that lane is free, and the express lane's batch goes first
-  (:mod:`labelwise.priority`): the main lane waits at its next step until it is done.
+  at most ``LIGHT_BATCHES`` express batches of messages waiting or in a batch, up to ``express_batch``
+  at a time, while the main lane is busy. A tenant sending a few messages a second beside one that
+  floods the worker is not made to wait for the flood's full batch to finish: its message is classified
+  beside it (the model's session runs calls concurrently), in a batch of its own. The main lane leaves
+  light tenants' messages to the express lane while that lane is free, and the express lane's batch
+  goes first (:mod:`labelwise.priority`): the main lane waits at its next step until it is done.
 
 ``held(key)`` tells the consumer how much of a tenant is already held here, so that a tenant past its
 share can be moved aside (``labelwise.worker.consumer``) instead of filling the prefetch window.
@@ -34,6 +36,11 @@ from typing import Generic, TypeVar
 from labelwise.priority import BULK_NICE, TURNS, background_thread
 
 log = logging.getLogger(__name__)
+# A tenant is light while it has at most this many express batches of messages in the worker. One: a
+# light tenant whose express batches were slowed for a second by a busy host (10 messages piled up) was
+# heavy at once, its messages went into the flood's batches, which were slower still, and it stayed
+# heavy (bench/noisy_neighbour.py: p99 beside the flood 1.3 s in its batch).
+LIGHT_BATCHES = 4
 Item = TypeVar("Item")
 Result = TypeVar("Result")
 
@@ -46,8 +53,10 @@ class Batcher(Generic[Item, Result]):
         max_batch: int,
         key: Callable[[Item], Hashable] | None = None,
         express_batch: int = 0,
+        main_handle: Callable[[list[Item]], list[Result | Exception]] | None = None,
     ) -> None:
         self._handle = handle
+        self._main_handle = main_handle or handle  # the main lane's (the express lane and submit use handle)
         self._max_batch = max_batch
         self._key = key or (lambda _: None)
         self._express_batch = express_batch
@@ -139,10 +148,10 @@ class Batcher(Generic[Item, Result]):
             try:
                 if light_only:
                     with TURNS.urgent():
-                        self._process(batch)
+                        self._process(batch, self._handle)
                 else:
                     TURNS.checkpoint()
-                    self._process(batch)
+                    self._process(batch, self._main_handle)
             finally:
                 with self._cond:
                     if light_only:
@@ -154,7 +163,8 @@ class Batcher(Generic[Item, Result]):
                     self._cond.notify_all()  # a tenant may have become light
 
     def _light(self, key: Hashable) -> bool:
-        return len(self._waiting[key]) + self._busy[key] <= self._express_batch
+        """At most ``LIGHT_BATCHES`` express batches of its messages here (waiting or in a batch)."""
+        return len(self._waiting[key]) + self._busy[key] <= self._express_batch * LIGHT_BATCHES
 
     def _lane_takes(self, key: Hashable, light_only: bool) -> bool:
         """The express lane takes light tenants only; the main lane leaves them to it while it is free."""
@@ -167,6 +177,10 @@ class Batcher(Generic[Item, Result]):
         with self._cond:
             while True:
                 keys = [k for k, q in self._waiting.items() if q and self._lane_takes(k, light_only)]
+                if keys and not light_only and self._express_batch:
+                    # the main lane takes a light tenant's messages (the express lane is busy) only when
+                    # no heavy tenant's wait for it: a light message is never held behind a flood's batch
+                    keys = [k for k in keys if not self._light(k)] or keys
                 if keys:
                     break
                 self._cond.wait()
@@ -189,12 +203,16 @@ class Batcher(Generic[Item, Result]):
             self._count -= len(batch)
             return batch
 
-    def _process(self, taken: list[tuple[Hashable, tuple[Item, Future[Result] | None]]]) -> None:
+    def _process(
+        self,
+        taken: list[tuple[Hashable, tuple[Item, Future[Result] | None]]],
+        handle: Callable[[list[Item]], list[Result | Exception]],
+    ) -> None:
         batch = [entry for _, entry in taken]
         self.batches += 1
         self.items += len(batch)
         try:
-            outcomes = self._handle([item for item, _ in batch])
+            outcomes = handle([item for item, _ in batch])
         except BaseException as e:  # a whole-batch error: every waiting caller sees it
             log.exception("a batch of %d failed as a whole", len(batch))
             outcomes = [e] * len(batch)  # type: ignore[list-item]

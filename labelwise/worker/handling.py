@@ -8,6 +8,7 @@ import datetime as dt
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -21,6 +22,7 @@ from labelwise.pipeline.working import Classified, Message, classify_batch
 from labelwise.priority import TURNS
 from labelwise.settings import Settings
 from labelwise.worker import metrics as worker_metrics
+from labelwise.worker.bulk import BulkProcess
 from labelwise.worker.consumer import Inbound, acknowledge, requeue
 
 log = logging.getLogger(__name__)
@@ -37,18 +39,29 @@ class BatchHandler:
         refiner: Refiner | None,
         publish_deliveries: Any,
         readiness: LabelReadiness | None = None,
+        bulk: BulkProcess | None = None,
     ) -> None:
         self.settings, self.sessions, self.classifier, self.refiner = settings, sessions, classifier, refiner
         self.publish_deliveries = publish_deliveries
         self.readiness = readiness
+        self.bulk = bulk  # the main lane's batches go to it while it is ready (labelwise.worker.bulk)
+        self._classify_here = classify_with(settings, sessions, classifier, refiner, readiness)
         self.stopping = threading.Event()  # set at shutdown: stop retrying, leave the rest to the broker
 
     def __call__(self, items: list[Inbound]) -> list[Classified | Exception]:
+        """Classify a batch in this process (the express lane's, a direct call)."""
+        return self._run(items, in_bulk=False)
+
+    def main_lane(self, items: list[Inbound]) -> list[Classified | Exception]:
+        """Classify a main-lane batch in the bulk process when it is ready, else in this process."""
+        return self._run(items, in_bulk=self.bulk is not None)
+
+    def _run(self, items: list[Inbound], *, in_bulk: bool) -> list[Classified | Exception]:
         messages = [decode(item) for item in items]
         outcomes: list[Classified | Exception] = [RetryableError("not classified yet")] * len(items)
         pending, attempt = list(range(len(items))), 0
         while pending:
-            retry = self._attempt(items, messages, pending, outcomes)
+            retry = self._attempt(items, messages, pending, outcomes, in_bulk=in_bulk)
             if not retry:
                 break
             attempt += 1
@@ -70,23 +83,19 @@ class BatchHandler:
         return outcomes
 
     def _attempt(
-        self, items: list[Inbound], messages: list[Message], pending: list[int], outcomes: list[Classified | Exception]
+        self,
+        items: list[Inbound],
+        messages: list[Message],
+        pending: list[int],
+        outcomes: list[Classified | Exception],
+        *,
+        in_bulk: bool = False,
     ) -> list[int]:
         """Classify the pending messages once; acknowledge those that ended; return the ones to retry."""
         started_at = dt.datetime.now(dt.UTC)
-        try:
-            got = classify_batch(
-                self.sessions,
-                self.classifier,
-                [messages[i] for i in pending],
-                max_text_chars=self.settings.max_text_chars,
-                max_metadata_bytes=self.settings.max_metadata_bytes,
-                max_attempts=self.settings.max_attempts,
-                refiner=self.refiner,
-                route=self.readiness.route if self.readiness is not None else None,
-            )
-        except RetryableError as e:
-            got = [e] * len(pending)
+        got = self.bulk.classify([messages[i] for i in pending]) if in_bulk and self.bulk is not None else None
+        if got is None:
+            got = self._classify_here([messages[i] for i in pending])
         ended = [(i, o) for i, o in zip(pending, got, strict=True) if isinstance(o, Classified)]
         for i, outcome in zip(pending, got, strict=True):
             outcomes[i] = outcome
@@ -100,6 +109,33 @@ class BatchHandler:
                 for i, view in zip((i for i, _ in ended), views, strict=True):
                     _log_done(items[i], view)
         return [i for i, o in zip(pending, got, strict=True) if not isinstance(o, Classified)]
+
+
+def classify_with(
+    settings: Settings,
+    sessions: sessionmaker[Session],
+    classifier: Classifier,
+    refiner: Refiner | None,
+    readiness: LabelReadiness | None,
+) -> Callable[[list[Message]], list[Classified | Exception]]:
+    """Classify a batch with these (``classify_batch``); a passing outage is every message's outcome."""
+
+    def classify(messages: list[Message]) -> list[Classified | Exception]:
+        try:
+            return classify_batch(
+                sessions,
+                classifier,
+                messages,
+                max_text_chars=settings.max_text_chars,
+                max_metadata_bytes=settings.max_metadata_bytes,
+                max_attempts=settings.max_attempts,
+                refiner=refiner,
+                route=readiness.route if readiness is not None else None,
+            )
+        except RetryableError as e:
+            return [e] * len(messages)
+
+    return classify
 
 
 def _log_done(item: Inbound, view: dict[str, Any]) -> None:

@@ -52,6 +52,7 @@ class WorkerMetrics:
     label_index: Counter
     label_index_seconds: Histogram
     spilled: Counter
+    bulk_ended: Counter
     per_tenant: bool
 
 
@@ -128,6 +129,12 @@ def _create(*, per_tenant: bool, registry: CollectorRegistry) -> WorkerMetrics:
             "labelwise_worker_spilled_messages",
             "Messages moved to the overflow lane because their tenant already had its share waiting in the "
             "worker (LABELWISE_TENANT_SHARE).",
+            registry=registry,
+        ),
+        bulk_ended=Counter(
+            "labelwise_worker_bulk_process_ended",
+            "Bulk processes (LABELWISE_BULK_PROCESS) that ended while the worker ran: killed, out of memory, "
+            "or a message that crashed the model; each is replaced.",
             registry=registry,
         ),
         per_tenant=per_tenant,
@@ -214,6 +221,13 @@ def spilled(count: int = 1) -> None:
     """``count`` messages were moved to the overflow lane."""
     if _metrics is not None:
         _metrics.spilled.inc(count)
+
+
+@_never_raises
+def bulk_process_ended() -> None:
+    """The worker's bulk process ended while the worker ran."""
+    if _metrics is not None:
+        _metrics.bulk_ended.inc()
 
 
 @_never_raises

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -28,15 +29,16 @@ from labelwise.models.db import make_engine, make_session_factory
 from labelwise.models.tables import Job
 from labelwise.pipeline.label_vectors import LabelReadiness
 from labelwise.pipeline.traffic import Refiner, TrafficPolicy
-from labelwise.pipeline.working import Classified
+from labelwise.pipeline.working import Classified, Message
 from labelwise.priority import TURNS, freeze_startup_objects, share_the_gil
 from labelwise.settings import Settings
 from labelwise.worker import faults
 from labelwise.worker import metrics as worker_metrics
 from labelwise.worker.app import enqueue_delivery, enqueue_job
 from labelwise.worker.batching import Batcher
+from labelwise.worker.bulk import BulkProcess
 from labelwise.worker.consumer import FEED, Inbound, share_hint
-from labelwise.worker.handling import BatchHandler
+from labelwise.worker.handling import BatchHandler, classify_with
 from labelwise.worker.spilling import Spiller
 
 log = logging.getLogger(__name__)
@@ -79,7 +81,12 @@ def limit_blas_threads(threads: int = 1) -> None:
     threadpool_limits(limits=threads, user_api="blas")
 
 
-def build_classifier(settings: Settings, *, urgent_session: bool = False) -> Classifier:
+def build_classifier(
+    settings: Settings, *, urgent_session: bool = False, spin: bool = True, metrics: Any = worker_metrics
+) -> Classifier:
+    """The model (its ONNX session, or two with ``urgent_session``: the express lane's own; ``spin``: see
+    ``labelwise.classify.onnx._session``) and its label cache; ``metrics`` records its calls and index
+    builds (the worker's metrics, or what a bulk process sends back: labelwise.worker.bulk)."""
     threads = settings.threads_per_process()
     encoder: Encoder
     if settings.backend == "onnx":
@@ -91,12 +98,13 @@ def build_classifier(settings: Settings, *, urgent_session: bool = False) -> Cla
             threads=threads,
             quantize=settings.precision == "int8",
             urgent_session=urgent_session,
+            spin=spin,
         )
     else:
         encoder = SentenceTransformerEncoder(settings.model, threads=threads)
     cache = LabelCache(
         settings.label_cache_size,
-        on_build=lambda refined, seconds: worker_metrics.label_index_built(refined=refined, seconds=seconds),
+        on_build=lambda refined, seconds: metrics.label_index_built(refined=refined, seconds=seconds),
     )
     encoder = faults.wrap_encoder(settings, encoder)  # test-only, when LABELWISE_FAULT_INJECTION says so
     windower = windower_for(
@@ -104,14 +112,14 @@ def build_classifier(settings: Settings, *, urgent_session: bool = False) -> Cla
         budget_tokens=settings.token_budget,
         window_tokens=settings.window_tokens,
     )
-    return Classifier(encoder=TimedEncoder(encoder), top_k=settings.top_k, cache=cache, windower=windower)
+    return Classifier(encoder=TimedEncoder(encoder, metrics), top_k=settings.top_k, cache=cache, windower=windower)
 
 
 class TimedEncoder:
     """An Encoder that records each call's seconds in the worker metrics."""
 
-    def __init__(self, inner: Encoder) -> None:
-        self.inner = inner
+    def __init__(self, inner: Encoder, metrics: Any = worker_metrics) -> None:
+        self.inner, self.metrics = inner, metrics
 
     @property
     def model_id(self) -> str:
@@ -120,7 +128,7 @@ class TimedEncoder:
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         started = time.perf_counter()
         vectors = self.inner.encode(texts)
-        worker_metrics.encode_done(time.perf_counter() - started)
+        self.metrics.encode_done(time.perf_counter() - started)
         return vectors
 
 
@@ -129,12 +137,14 @@ def build_resources(settings: Settings, publisher: Publisher) -> Resources:
     share_the_gil()
     engine = make_engine(settings.resolved_database_url(), pre_ping=False)  # a lost connection retries the batch
     sessions = make_session_factory(engine)
-    classifier = build_classifier(settings, urgent_session=settings.tenant_share > 0)  # the express lane's
-    refiner = None
-    if settings.traffic_keep:
-        policy = TrafficPolicy(keep=settings.traffic_keep, refresh_every=settings.traffic_refresh_every)
-        refiner = Refiner(sessions, classifier.cache, policy, max_share=settings.traffic_refine_share)
-
+    share = settings.tenant_share
+    bulk = BulkProcess(settings) if share and settings.bulk_process else None
+    # The express lane's own session beside the main lane's, unless a bulk process has the main lane (this
+    # process then classifies a main-lane batch only while it has none: on its one session, 90 MB less).
+    # With a bulk process, no thread of this one spins: an idle spinning thread at the normal priority
+    # holds a core the bulk process (niced) would otherwise have (labelwise.worker.bulk).
+    classifier = build_classifier(settings, urgent_session=share > 0 and bulk is None, spin=bulk is None)
+    refiner = build_refiner(settings, sessions, classifier)
     handler = BatchHandler(
         settings,
         sessions,
@@ -142,13 +152,14 @@ def build_resources(settings: Settings, publisher: Publisher) -> Resources:
         refiner,
         publish_deliveries=lambda ids: publish_deliveries(sessions, publisher, ids),
         readiness=LabelReadiness(sessions, classifier),
+        bulk=bulk,
     )
-    share = settings.tenant_share
     batcher: Batcher[Inbound, Classified] = Batcher(
         handler,
         max_batch=settings.batch_size,
         key=lambda item: item.tenant,
         express_batch=max(1, settings.batch_size // 8) if share else 0,
+        main_handle=handler.main_lane,
     )
     spiller = Spiller(publisher.app, queue=settings.queue, keep=batcher.put, on_moved=worker_metrics.spilled)
     FEED.batcher, FEED.hold_max, FEED.spill, FEED.moved = batcher, share, spiller.put, worker_metrics.spilled
@@ -164,7 +175,37 @@ def build_resources(settings: Settings, publisher: Publisher) -> Resources:
         http=make_client(allow=settings.outbound_allow, timeout_s=settings.outbound_timeout_s),
     )
     freeze_startup_objects()  # the worker's startup objects stay out of full collections (labelwise.priority)
+    if bulk is not None:
+        bulk.start()  # on the main thread, after the freeze: it loads its model while this one warms up
     return resources
+
+
+def build_refiner(settings: Settings, sessions: sessionmaker[Session], classifier: Classifier) -> Refiner | None:
+    if not settings.traffic_keep:
+        return None
+    policy = TrafficPolicy(keep=settings.traffic_keep, refresh_every=settings.traffic_refresh_every)
+    return Refiner(sessions, classifier.cache, policy, max_share=settings.traffic_refine_share)
+
+
+def build_bulk_side(
+    settings: Settings, measured: Any
+) -> tuple[Callable[[list[Message]], list[Classified | Exception]], Callable[[list[str]], None]]:
+    """A bulk process's own engine, model (one session, no express lane) and publisher
+    (labelwise.worker.bulk): returns how it classifies a batch and how it publishes the deliveries."""
+    from labelwise.worker.app import create_app
+
+    limit_blas_threads()
+    share_the_gil()
+    publisher = Publisher(create_app(settings), queue=settings.queue)
+    engine = make_engine(settings.resolved_database_url(), pre_ping=False)
+    sessions = make_session_factory(engine)
+    classifier = build_classifier(settings, spin=False, metrics=measured)
+    refiner = build_refiner(settings, sessions, classifier)
+    classifier.encoder.encode(["warm-up"])
+    freeze_startup_objects()
+
+    classify = classify_with(settings, sessions, classifier, refiner, LabelReadiness(sessions, classifier))
+    return classify, lambda ids: publish_deliveries(sessions, publisher, ids)
 
 
 def publish_deliveries(sessions: sessionmaker[Session], publisher: Publisher, delivery_ids: list[str]) -> None:

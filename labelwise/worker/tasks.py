@@ -138,6 +138,8 @@ def register_operations(settings: Settings, publisher: Publisher) -> None:
     def _stop(**_: Any) -> None:
         if _resources is not None:
             _resources.handler.stopping.set()  # a batch waiting out an outage gives its messages back
+            if _resources.handler.bulk is not None:
+                _resources.handler.bulk.stop()  # once the batch it holds is done
         reconciler.stop()
         purger.stop()
         if _heartbeat is not None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import gc
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from labelwise.priority import freeze_startup_objects
@@ -184,3 +185,42 @@ def test_startup_objects_stay_out_of_later_full_collections() -> None:
     finally:
         gc.unfreeze()
     assert gc.get_freeze_count() == 0
+
+
+def test_a_light_message_is_not_put_in_a_flood_batch_while_the_express_lane_is_busy() -> None:
+    """The main lane took one message of each tenant in turn even while the express lane was busy, so a
+    light tenant's message went into the flood's batch (in a worker with a bulk process: a niced process
+    with the flood's backlog) and waited for all of it. Now it waits for the express lane, unless no heavy
+    tenant's message waits for the main lane."""
+    batches: list[tuple[str, list[tuple[str, int]]]] = []
+    inside, hold = threading.Event(), threading.Event()
+
+    def handle(lane: str) -> Callable[[list[tuple[str, int]]], list[str]]:
+        def run(items: list[tuple[str, int]]) -> list[str]:
+            batches.append((lane, list(items)))
+            if ("c", 0) in items:
+                inside.set()
+                assert hold.wait(10)
+            return ["" for _ in items]
+
+        return run
+
+    batcher: Batcher[tuple[str, int], str] = Batcher(
+        handle("express"), max_batch=64, key=lambda i: i[0], express_batch=2, main_handle=handle("main")
+    )
+    batcher.put(("c", 0))
+    assert inside.wait(5)  # the express lane is busy with light tenant c
+    with batcher._cond:  # the main lane sees both at once
+        batcher.put(("a", 0))
+        for i in range(10):
+            batcher.put(("b", i))
+    deadline = time.monotonic() + 5
+    while sum(len(items) for _, items in batches) < 11 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    flood = [items for lane, items in batches if ("b", 0) in items]
+    assert flood and ("a", 0) not in flood[0], batches
+    assert [lane for lane, items in batches if ("b", 0) in items] == ["main"]  # main_handle, not handle
+    hold.set()
+    while sum(len(items) for _, items in batches) < 12 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert sum(len(items) for _, items in batches) == 12, batches  # a is classified all the same
