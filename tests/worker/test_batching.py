@@ -62,8 +62,9 @@ def test_a_light_tenant_is_not_kept_waiting_by_a_heavy_batch() -> None:
     """The express lane classifies a light tenant's message while the main lane is inside a big batch."""
     handler = Recorder()
     batcher: Batcher[tuple[str, int], str] = Batcher(handler, max_batch=64, key=lambda item: item[0], express_batch=8)
-    for i in range(64):
-        batcher.put(("b", i))
+    with batcher._cond:  # b is heavy from the start (its first messages alone would be light)
+        for i in range(64):
+            batcher.put(("b", i))
     assert handler.inside["b"].wait(5)
     with ThreadPoolExecutor(1) as pool:
         outcome = pool.submit(batcher.submit, ("a", 1))
@@ -76,8 +77,9 @@ def test_the_express_lane_takes_no_heavy_tenant() -> None:
     """Without it (a plain first-come queue) a heavy tenant would fill the express lane as well."""
     handler = Recorder()
     batcher: Batcher[tuple[str, int], str] = Batcher(handler, max_batch=4, key=lambda item: item[0], express_batch=2)
-    for i in range(40):
-        batcher.put(("b", i))
+    with batcher._cond:  # the lanes see all 40 at once (b's first two alone would be light: up to 8 held)
+        for i in range(40):
+            batcher.put(("b", i))
     assert handler.inside["b"].wait(5)
     time.sleep(0.3)  # the express lane had every chance to take some of b
     assert len(handler.batches) == 1 and batcher.waiting("b") == 36

@@ -13,7 +13,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.stacks import make_stack
+from tests.stacks import Stack, make_stack
 from tests.worker.test_kill import statuses
 from tests.worker.test_no_loss import new_tenant
 
@@ -33,6 +33,14 @@ def bulk_pid(worker_pid: int, *, timeout_s: float = 120, other_than: int | None 
                 return child.pid
         time.sleep(0.1)
     raise AssertionError("the worker has no bulk process")
+
+
+def wait_loaded(stack: Stack, pid: int, *, timeout_s: float = 120) -> None:
+    """Until the bulk process ``pid`` has loaded its model (its log line in the worker's log)."""
+    deadline = time.monotonic() + timeout_s
+    while f"bulk process {pid}: model loaded" not in stack.worker_log():
+        assert time.monotonic() < deadline, "the bulk process never loaded its model"
+        time.sleep(0.1)
 
 
 def gone(pid: int, *, timeout_s: float) -> bool:
@@ -58,6 +66,7 @@ def test_a_killed_bulk_process_loses_nothing_and_the_worker_goes_on(tmp_path: Pa
         worker = stack.start_worker(LABELWISE_BATCH_SIZE="16", LABELWISE_BULK_PROCESS="true")
         first = bulk_pid(worker.pid)
         stack.warm_up()
+        wait_loaded(stack, first)  # the flood goes to it from its first batch
         ids = stack.send_many([{"tenant": tenant, "label_set": "tiny", "text": long_text(i)} for i in range(n)])
         deadline = time.monotonic() + 180
         while statuses(stack.database_url, tenant).get("done", 0) < 40:
@@ -94,7 +103,7 @@ def test_a_message_that_kills_the_bulk_process_fails_alone_and_the_worker_lives(
     with make_stack("pg-redis", home=tmp_path, queue=f"lw-bulk-{uuid.uuid4().hex[:8]}") as stack:
         tenant = new_tenant(stack)
         worker = stack.start_worker(**extra)
-        bulk_pid(worker.pid)
+        wait_loaded(stack, bulk_pid(worker.pid))
         stack.warm_up()
         texts = [f"Order {i}: I was charged twice this month" for i in range(40)]
         texts.insert(20, "KILL-THE-WORKER: I was charged twice")  # deep in the flood: the main lane's
