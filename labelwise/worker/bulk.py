@@ -42,7 +42,6 @@ import contextlib
 import logging
 import multiprocessing
 import os
-import pickle
 import signal
 import threading
 import time
@@ -252,9 +251,12 @@ def serve(conn: Connection, settings: Settings) -> None:
             return
 
 
-def _portable(error: Exception) -> Exception:
-    """The exception itself when it survives a pickle round trip, else a RetryableError saying what it was."""
-    try:
-        return pickle.loads(pickle.dumps(error))  # type: ignore[no-any-return]
-    except Exception:
-        return RetryableError(f"{type(error).__name__}: {error}")
+def _portable(error: Exception) -> RetryableError:
+    """What goes back to the worker for a message to retry: a RetryableError of the same kind and words
+    (the worker retries every outcome that is not Classified, and logs what it was).
+
+    The pipe carries only what this module builds (messages decoded from JSON, job views, these errors);
+    multiprocessing serializes it between the worker and its own child, never on a network."""
+    if isinstance(error, RetryableError):
+        return type(error)(error.message)
+    return RetryableError(f"{type(error).__name__}: {error}")

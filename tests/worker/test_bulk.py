@@ -118,3 +118,22 @@ def test_a_message_that_kills_the_bulk_process_fails_alone_and_the_worker_lives(
         worker.kill()  # SIGKILL to the worker alone, not its process group
         worker.wait()
         assert gone(last, timeout_s=30), "the bulk process outlived its worker"
+
+
+def test_what_the_bulk_process_sends_back_keeps_its_kind_and_loses_no_measurement() -> None:
+    """An outcome to retry goes back as a RetryableError of the same kind and words (whatever it was), and
+    the timings the child took since its last answer go with the answer, each once."""
+    from labelwise.errors import DatabaseUnavailableError, RetryableError
+    from labelwise.worker.bulk import Measured, _portable
+
+    down = _portable(DatabaseUnavailableError("the database is down"))
+    assert type(down) is DatabaseUnavailableError and down.message == "the database is down"
+    other = _portable(ValueError("odd"))
+    assert type(other) is RetryableError and other.message == "ValueError: odd"
+    measured = Measured()
+    measured.encode_done(0.25)
+    measured.label_index_built(refined=False, seconds=3.0)
+    taken = measured.take()
+    measured.encode_done(0.5)
+    assert (taken.encodes, taken.index_builds) == ([0.25], [(False, 3.0)])
+    assert measured.take().encodes == [0.5] and measured.take().encodes == []
