@@ -50,18 +50,18 @@ class BatchHandler:
 
     def __call__(self, items: list[Inbound]) -> list[Classified | Exception]:
         """Classify a batch in this process (the express lane's, a direct call)."""
-        return self._run(items, in_bulk=False)
+        return self._run(items, bulk=None)
 
     def main_lane(self, items: list[Inbound]) -> list[Classified | Exception]:
         """Classify a main-lane batch in the bulk process when it is ready, else in this process."""
-        return self._run(items, in_bulk=self.bulk is not None)
+        return self._run(items, bulk=self.bulk)
 
-    def _run(self, items: list[Inbound], *, in_bulk: bool) -> list[Classified | Exception]:
+    def _run(self, items: list[Inbound], *, bulk: BulkProcess | None) -> list[Classified | Exception]:
         messages = [decode(item) for item in items]
         outcomes: list[Classified | Exception] = [RetryableError("not classified yet")] * len(items)
         pending, attempt = list(range(len(items))), 0
         while pending:
-            retry = self._attempt(items, messages, pending, outcomes, in_bulk=in_bulk)
+            retry = self._attempt(items, messages, pending, outcomes, bulk=bulk)
             if not retry:
                 break
             attempt += 1
@@ -89,13 +89,14 @@ class BatchHandler:
         pending: list[int],
         outcomes: list[Classified | Exception],
         *,
-        in_bulk: bool = False,
+        bulk: BulkProcess | None = None,
     ) -> list[int]:
         """Classify the pending messages once; acknowledge those that ended; return the ones to retry."""
         started_at = dt.datetime.now(dt.UTC)
-        got = self.bulk.classify([messages[i] for i in pending]) if in_bulk and self.bulk is not None else None
+        batch = [messages[i] for i in pending]
+        got = bulk.classify(batch) if bulk is not None else None  # None: no bulk process ready to take it
         if got is None:
-            got = self._classify_here([messages[i] for i in pending])
+            got = self._classify_here(batch)
         ended = [(i, o) for i, o in zip(pending, got, strict=True) if isinstance(o, Classified)]
         for i, outcome in zip(pending, got, strict=True):
             outcomes[i] = outcome
