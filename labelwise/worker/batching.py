@@ -12,7 +12,8 @@ in one go; ``handle`` returns one outcome per item, in order (a result, or the e
   tenant's waits (and the express lane is busy): a light message never rides in a flood's batch. Its
   batches go to ``main_handle`` (a bulk process of the worker's: ``labelwise.worker.bulk``).
 - the **express lane** (``express_batch`` > 0) takes only the messages of *light* tenants, those with
-  at most ``LIGHT_BATCHES`` express batches of messages waiting or in a batch, up to ``express_batch``
+  at most ``LIGHT_BATCHES`` express batches of messages waiting or in a batch and about as many arrived
+  in the last second (``RATE_WINDOW_S``), up to ``express_batch``
   at a time, while the main lane is busy. A tenant sending a few messages a second beside one that
   floods the worker is not made to wait for the flood's full batch to finish: its message is classified
   beside it (the model's session runs calls concurrently), in a batch of its own. The main lane leaves
@@ -26,6 +27,7 @@ share can be moved aside (``labelwise.worker.consumer``) instead of filling the 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections import Counter, OrderedDict, deque
@@ -41,6 +43,12 @@ log = logging.getLogger(__name__)
 # heavy at once, its messages went into the flood's batches, which were slower still, and it stayed
 # heavy (bench/noisy_neighbour.py: p99 beside the flood 1.3 s in its batch).
 LIGHT_BATCHES = 4
+# ... and while about that many of its messages at most arrived in the last RATE_WINDOW_S (a count that
+# decays by e each window). Held messages alone misjudge a flood: what it sends past its share is moved
+# aside (labelwise.worker.consumer), so just after each of its batches it held a few, looked light, and
+# its messages took the express lane from the light tenants (bench/noisy_neighbour.py: 68 of 237 express
+# batches were the flood's, and a light tenant's message waited 131 ms behind one of them).
+RATE_WINDOW_S = 1.0
 Item = TypeVar("Item")
 Result = TypeVar("Result")
 
@@ -64,6 +72,7 @@ class Batcher(Generic[Item, Result]):
         self._busy: Counter[Hashable] = Counter()  # items of each key in a batch being handled
         self._count = 0
         self._seen: dict[Hashable, float] = {}  # key -> when an item of it last arrived (monotonic)
+        self._arrived: dict[Hashable, float] = {}  # key -> its recent arrivals (decayed: _arrivals) at _seen
         self._cond = threading.Condition()
         self._threads: dict[str, threading.Thread] = {}
         self._express_busy = False
@@ -119,9 +128,11 @@ class Batcher(Generic[Item, Result]):
         key = self._key(item)
         now = time.monotonic()
         with self._cond:
+            self._arrived[key] = self._arrivals(key, now) + 1.0
             self._seen[key] = now
             if len(self._seen) > 10_000:  # forget keys not seen for an hour
                 self._seen = {k: t for k, t in self._seen.items() if t > now - 3600}
+                self._arrived = {k: n for k, n in self._arrived.items() if k in self._seen}
             self._waiting.setdefault(key, deque()).append((item, future))
             self._count += 1
             self._cond.notify_all()
@@ -162,9 +173,20 @@ class Batcher(Generic[Item, Result]):
                             del self._busy[key]
                     self._cond.notify_all()  # a tenant may have become light
 
+    def _arrivals(self, key: Hashable, now: float) -> float:
+        """How many of the key's items arrived in about the last ``RATE_WINDOW_S`` (each counts
+        ``exp(-age / RATE_WINDOW_S)``: a steady 10 a second counts about 10)."""
+        seen = self._seen.get(key)
+        if seen is None:
+            return 0.0
+        return self._arrived.get(key, 0.0) * math.exp(-(now - seen) / RATE_WINDOW_S)
+
     def _light(self, key: Hashable) -> bool:
-        """At most ``LIGHT_BATCHES`` express batches of its messages here (waiting or in a batch)."""
-        return len(self._waiting[key]) + self._busy[key] <= self._express_batch * LIGHT_BATCHES
+        """At most ``LIGHT_BATCHES`` express batches of its messages here (waiting or in a batch), and
+        about as many arrived in the last ``RATE_WINDOW_S``."""
+        limit = self._express_batch * LIGHT_BATCHES
+        held = len(self._waiting[key]) + self._busy[key]
+        return held <= limit and self._arrivals(key, time.monotonic()) <= limit
 
     def _lane_takes(self, key: Hashable, light_only: bool) -> bool:
         """The express lane takes light tenants only; the main lane leaves them to it while it is free."""

@@ -8,8 +8,10 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from labelwise.priority import freeze_startup_objects
+from labelwise.worker import batching
 from labelwise.worker.batching import Batcher
 
 
@@ -226,3 +228,37 @@ def test_a_light_message_is_not_put_in_a_flood_batch_while_the_express_lane_is_b
     while sum(len(items) for _, items in batches) < 12 and time.monotonic() < deadline:
         time.sleep(0.005)
     assert sum(len(items) for _, items in batches) == 12, batches  # a is classified all the same
+
+
+def test_a_flood_that_holds_few_messages_is_not_light(monkeypatch: Any) -> None:
+    """A flood's messages past its share are moved aside (labelwise.worker.consumer), so right after each
+    of its batches it held only a few here: counted by what it held, it was light, and its messages took
+    the express lane from the light tenants. Now a tenant with more than four express batches of messages
+    in about the last RATE_WINDOW_S is heavy however few it holds, and light again once it slows."""
+    monkeypatch.setattr(batching, "RATE_WINDOW_S", 0.5, raising=False)
+    lanes: list[tuple[str, int]] = []
+    done = threading.Semaphore(0)
+
+    def handle(lane: str) -> Callable[[list[tuple[str, int]]], list[str]]:
+        def run(items: list[tuple[str, int]]) -> list[str]:
+            lanes.extend((lane, i) for _, i in items)
+            for _ in items:
+                done.release()
+            return ["" for _ in items]
+
+        return run
+
+    batcher: Batcher[tuple[str, int], str] = Batcher(
+        handle("express"), max_batch=64, key=lambda i: i[0], express_batch=2, main_handle=handle("main")
+    )
+    for i in range(20):  # one at a time: it never holds more than one (a light tenant's express limit is 8)
+        batcher.put(("b", i))
+        assert done.acquire(timeout=5)
+    batcher.put(("b", 20))
+    assert done.acquire(timeout=5)
+    assert lanes[-1] == ("main", 20), lanes
+    assert lanes[0] == ("express", 0)  # its first few messages were light
+    time.sleep(2.0)  # four windows without a message: its count has decayed below the limit
+    batcher.put(("b", 21))
+    assert done.acquire(timeout=5)
+    assert lanes[-1] == ("express", 21), lanes
