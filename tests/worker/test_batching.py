@@ -251,14 +251,14 @@ def test_a_flood_that_holds_few_messages_is_not_light(monkeypatch: Any) -> None:
     batcher: Batcher[tuple[str, int], str] = Batcher(
         handle("express"), max_batch=64, key=lambda i: i[0], express_batch=2, main_handle=handle("main")
     )
-    for i in range(20):  # one at a time: it never holds more than one (a light tenant's express limit is 8)
+    for i in range(40):  # one at a time: it never holds more than one (a light tenant's express limit is 8)
         batcher.put(("b", i))
         assert done.acquire(timeout=5)
-    batcher.put(("b", 20))
+    batcher.put(("b", 40))  # 41 in a window, even if sending them took the whole window: at least 25
     assert done.acquire(timeout=5)
-    assert lanes[-1] == ("main", 20), lanes
+    assert lanes[-1] == ("main", 40), lanes
     assert lanes[0] == ("express", 0)  # its first few messages were light
-    time.sleep(2.0)  # four windows without a message: its count has decayed below the limit
-    batcher.put(("b", 21))
+    time.sleep(2.0)  # four windows without a message: its count (41 at most) has decayed below 1
+    batcher.put(("b", 41))
     assert done.acquire(timeout=5)
-    assert lanes[-1] == ("express", 21), lanes
+    assert lanes[-1] == ("express", 41), lanes
