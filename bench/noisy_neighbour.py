@@ -155,6 +155,32 @@ def where_time_went(database_url: str, job_ids: list[str]) -> dict[str, Any]:
     }
 
 
+def b_finished_msgs_s(database_url: str, tenant_name: str, a_job_ids: list[str]) -> float:
+    """How many of B's jobs a second finished while A sent beside it (between A's first and last job's
+    ``created_at``): what B got through, so a lower figure for A cannot come from starving B."""
+    from sqlalchemy import func, select
+
+    from labelwise.models.db import make_engine
+    from labelwise.models.tables import Job, Tenant
+
+    engine = make_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            first, last = conn.execute(
+                select(func.min(Job.created_at), func.max(Job.created_at)).where(Job.id.in_(a_job_ids))
+            ).one()
+            done = conn.execute(
+                select(func.count())
+                .select_from(Job)
+                .join(Tenant, Tenant.id == Job.tenant_id)
+                .where(Tenant.name == tenant_name, Job.finished_at >= first, Job.finished_at <= last)
+            ).scalar_one()
+    finally:
+        engine.dispose()
+    span_s = (last - first).total_seconds()
+    return done / span_s if span_s > 0 else 0.0
+
+
 def run_a(a: Tenant, seconds: float, stop: threading.Event | None = None) -> None:
     """Tenant A: 10 messages a second, on a fixed schedule (a late send does not shift the next)."""
     start = time.monotonic()
@@ -301,6 +327,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 b.finish()
             rss.stop.set()
             deliveries = len(webhook.requests_to("/hook"))
+            b_done = b_finished_msgs_s(stack.database_url, "tenant-b", beside.job_ids)
             legs = {
                 "alone": where_time_went(stack.database_url, alone.job_ids),
                 "beside_b": where_time_went(stack.database_url, beside.job_ids),
@@ -318,6 +345,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "seconds_per_phase": args.seconds,
         "worker_capacity_msgs_s": round(capacity, 1) if args.flood_msgs_s is None else None,
         "b_flood_msgs_s": round(max(1.0, capacity - A_RATE_S), 1),  # measured capacity - A's, or --flood-msgs-s
+        "b_finished_msgs_s": round(b_done, 1),  # B's jobs done a second while A sent beside it
         "a_alone": figures(alone, alone_s),
         "a_beside_b": figures(beside, beside_s),
         "p99_ratio": round(p99_beside / p99_alone, 2) if p99_alone else None,
@@ -369,7 +397,10 @@ def main() -> None:
         print(json.dumps(report, indent=2))
         return
     alone, beside = report["a_alone"], report["a_beside_b"]
-    rates = f"worker {report['worker_capacity_msgs_s']} msgs/s; B floods {report['b_flood_msgs_s']} msgs/s"
+    rates = (
+        f"worker {report['worker_capacity_msgs_s']} msgs/s; B floods {report['b_flood_msgs_s']} msgs/s, "
+        f"{report['b_finished_msgs_s']} of B's done a second beside A"
+    )
     print(f"stack {report['stack']}: {rates}")
     print(f"{'tenant A (10 msg/s)':24} {'alone':>10} {'beside B':>10} {'ratio':>7}")
     print(f"{'p50 ms':24} {alone['p50_ms']:>10} {beside['p50_ms']:>10} {beside['p50_ms'] / alone['p50_ms']:>7.2f}")

@@ -85,11 +85,11 @@ class Settings(BaseSettings):
     bulk_process: bool = Field(
         False,
         description="With TENANT_SHARE on: each worker process classifies its main lane's batches (a flooding "
-        "tenant's) in a child process of its own, at a lower CPU priority, with its own model and GIL: light "
-        "tenants' express batches never wait for the flood's Python work, and a message that crashes the "
-        "model kills that child, not the worker. It costs one more model in memory per worker process "
-        "(about 250 MB) and more CPU in all; on 2 cores it did not lower a light tenant's latency beside a "
-        "flood (README, Benchmarks).",
+        "tenant's) in a child process of its own, in a session of its own at a lower CPU priority than every "
+        "other process of the host, with its own model and GIL: light tenants' express batches never wait for "
+        "the flood's Python work, and a message that crashes the model kills that child, not the worker. It "
+        "costs one more model in memory per worker process (about 250 MB) and a second model load at each "
+        "start; beside a flood on 2 cores it lowered a light tenant's p99 about 2x (README, Benchmarks).",
     )
     max_text_chars: int = Field(
         50_000,

@@ -8,8 +8,9 @@ holding the GIL is the flood's own (bench/noisy_neighbour.py: the GIL held 43% o
 flood, the main lane half of that).
 
 With ``LABELWISE_BULK_PROCESS`` on (off by default; it needs the express lane, ``LABELWISE_TENANT_SHARE``),
-the worker starts one child process, at ``BULK_NICE``, with a model and a database engine of its own, that
-does the whole of each main-lane batch: claim, classify, store, publish its deliveries. The worker's own process keeps
+the worker starts one child process, at ``BULK_PROCESS_NICE`` in a session of its own, with a model and a
+database engine of its own, that does the whole of each main-lane batch: claim, classify, store, publish its
+deliveries. The worker's own process keeps
 Celery's consumer, the express lane, the deliveries and the acknowledgements: a main-lane batch is sent
 to the child as decoded messages, the child answers one outcome per message, and the worker acknowledges
 the ones that ended, as it does for a batch it classified itself.
@@ -29,11 +30,18 @@ Nothing depends on the child being there:
 What the child measures (model calls, label-set index builds) goes back with each batch's outcomes into the
 worker's metrics.
 
-Why it is off by default: a second process costs CPU (its own claims, stores and publishes are no
-cheaper than in the worker, plus a pickle each way) and memory (about 250 MB). On 2 cores, where the
-CPU and not the GIL was what a light tenant waited for, it did not lower that tenant's latency beside
-a flood (bench/noisy_neighbour.py, README). On a host with cores to spare, or to keep a crashing
-message from killing the worker, it may pay.
+The child runs in a session of its own: on a Linux host with autogroups the cores are shared evenly
+between sessions before any nice value counts, so in its worker's session its nice would only order it
+against the worker's own threads, and as a session at nice 0 it would take as much of the cores as the
+API or the database. At ``BULK_PROCESS_NICE`` in its own session, a flood's batches yield to every other
+process of the host (``labelwise.priority.background_process``).
+
+Why it is off by default: a second process costs memory (about 250 MB; the worker and its child peaked
+at 760-770 MB beside a flood, one run of the earlier child at 966 MB, against 500-520 MB without) and
+a second model load at every start, and its own claims, stores and publishes are no cheaper than in
+the worker, plus a pickle each way. Beside a flood on 2 cores it lowered a light tenant's p99 (71-176
+ms against 217-255 ms without it, bench/noisy_neighbour.py, README), and a crashing message kills the
+child, not the worker: where the memory is there, turn it on.
 """
 
 from __future__ import annotations
@@ -52,7 +60,7 @@ from typing import Any
 from labelwise.errors import RetryableError
 from labelwise.pipeline.storing import Classified
 from labelwise.pipeline.working import Message
-from labelwise.priority import BULK_NICE
+from labelwise.priority import BULK_PROCESS_NICE, background_process
 from labelwise.settings import Settings
 from labelwise.worker import metrics as worker_metrics
 
@@ -221,10 +229,9 @@ class BulkProcess:
 
 def serve(conn: Connection, settings: Settings) -> None:
     """The child: build what a batch needs, say ready, then classify each batch the worker sends."""
-    for sig in (signal.SIGINT, signal.SIGTERM):  # the worker stops it (Ctrl-C reaches the whole group)
+    for sig in (signal.SIGINT, signal.SIGTERM):  # the worker stops it, after its last batch
         signal.signal(sig, signal.SIG_IGN)
-    with contextlib.suppress(AttributeError, OSError):
-        os.setpriority(os.PRIO_PROCESS, 0, BULK_NICE)  # every thread of it, the model's included
+    background_process(BULK_PROCESS_NICE)  # every thread of it, the model's included
     from labelwise import logs
     from labelwise.worker.resources import build_bulk_side
 

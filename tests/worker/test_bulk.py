@@ -52,6 +52,19 @@ def gone(pid: int, *, timeout_s: float) -> bool:
     return False
 
 
+def assert_below_every_other_process(pid: int, worker_pid: int) -> None:
+    """The bulk process ``pid`` runs at BULK_PROCESS_NICE in a session of its own, and, where Linux
+    shares the cores between sessions first (autogroups), that session is at BULK_PROCESS_NICE too:
+    in its worker's session its nice would only order it against the worker's own threads."""
+    from labelwise.priority import BULK_PROCESS_NICE
+
+    assert os.getpriority(os.PRIO_PROCESS, pid) == BULK_PROCESS_NICE
+    assert os.getsid(pid) == pid != os.getsid(worker_pid)
+    autogroup = Path(f"/proc/{pid}/autogroup")
+    if autogroup.exists():
+        assert autogroup.read_text().split()[-1] == str(BULK_PROCESS_NICE), autogroup.read_text()
+
+
 def long_text(i: int) -> str:
     return f"Order {i}: I was charged twice for my subscription this month. " * 8
 
@@ -67,6 +80,7 @@ def test_a_killed_bulk_process_loses_nothing_and_the_worker_goes_on(tmp_path: Pa
         first = bulk_pid(worker.pid)
         stack.warm_up()
         wait_loaded(stack, first)  # the flood goes to it from its first batch
+        assert_below_every_other_process(first, worker.pid)
         ids = stack.send_many([{"tenant": tenant, "label_set": "tiny", "text": long_text(i)} for i in range(n)])
         deadline = time.monotonic() + 180
         while statuses(stack.database_url, tenant).get("done", 0) < 40:
