@@ -11,7 +11,9 @@ publishes and acknowledges): while an urgent batch runs, it waits there. A threa
 at least as long as it waited before it waits again, and never waits more than ``MAX_WAIT_S`` at once,
 so a flood gets at least half of its thread's time however many light tenants keep the express lane
 busy: slowed, never stopped. A step already running finishes; the encoder splits a big batch into calls
-of at most its ``batch_size``, so the urgent batch waits one such step at most.
+of at most its ``batch_size``, so the urgent batch waits one such step at most. Deliveries (a flood's
+results posted to its slow webhook, in the worker's pool threads) pass a checkpoint before each attempt
+and before they record its outcome.
 
 Between threads the kernel decides: the main lane's thread, and the threads of the model session it
 uses, run at ``BULK_NICE``, while the express lane calls a session of its own at the normal priority

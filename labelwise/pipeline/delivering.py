@@ -27,6 +27,7 @@ from labelwise.models import integrations, jobs
 from labelwise.models.tables import Delivery, Integration, utcnow
 from labelwise.pipeline.common import database_errors
 from labelwise.pipeline.views import job_view
+from labelwise.priority import TURNS
 
 log = logging.getLogger(__name__)
 DUE_SLACK_S = 1.0  # a message may arrive this early for its attempt (clock skew between hosts)
@@ -57,6 +58,7 @@ def deliver(
     """One attempt at a delivery, unless it is finished, under way elsewhere or not due yet.
 
     Raises DatabaseUnavailableError (retryable) when the database cannot be reached."""
+    TURNS.checkpoint()
     with database_errors(), sessions.begin() as session:
         delivery = integrations.lock_delivery(session, delivery_id)
         integration = session.get(Integration, delivery.integration_id)
@@ -69,6 +71,7 @@ def deliver(
         attempt, done = delivery.attempts, list(delivery.steps_done or [])
         prepared = _prepare(session, box, delivery)
     outcome = _send(sessions, client, delivery_id, prepared, done)
+    TURNS.checkpoint()
     with database_errors(), sessions.begin() as session:
         delivery = integrations.lock_delivery(session, delivery_id)
         delivery.steps_done = outcome.steps_done

@@ -3,12 +3,15 @@ message classified in the express lane while a heavy tenant's batch runs. Pure t
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+
+import pytest
 
 from labelwise.priority import freeze_startup_objects
 from labelwise.worker import batching
@@ -262,3 +265,42 @@ def test_a_flood_that_holds_few_messages_is_not_light(monkeypatch: Any) -> None:
     batcher.put(("b", 41))
     assert done.acquire(timeout=5)
     assert lanes[-1] == ("express", 41), lanes
+
+
+def test_a_delivery_waits_while_an_express_batch_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A flood's deliveries run in the worker's pool threads beside the express lane (even with a bulk
+    process): each attempt starts, and records its outcome, only at a checkpoint, so it waits while a light
+    tenant's express batch runs, as the main lane does."""
+    from labelwise.pipeline import delivering
+    from labelwise.priority import Turns
+
+    turns = Turns(max_wait_s=5)
+    monkeypatch.setattr(delivering, "TURNS", turns, raising=False)
+    inside, release, order = threading.Event(), threading.Event(), []
+
+    class Sessions:  # the attempt's first step: lock the delivery's row
+        def begin(self) -> Any:
+            order.append("delivery")
+            raise RuntimeError("no database in this test")
+
+    def urgent_batch() -> None:
+        with turns.urgent():
+            inside.set()
+            release.wait(5)
+            order.append("urgent")
+
+    def attempt() -> None:
+        with contextlib.suppress(RuntimeError):
+            delivering.deliver(Sessions(), None, None, "d1", max_attempts=3, delay_s=lambda n, after: 0.0)  # type: ignore[arg-type]
+
+    first = threading.Thread(target=urgent_batch)
+    first.start()
+    assert inside.wait(5)
+    second = threading.Thread(target=attempt)
+    second.start()
+    time.sleep(0.2)
+    assert order == []  # the delivery waits for the express batch
+    release.set()
+    first.join(5)
+    second.join(5)
+    assert order == ["urgent", "delivery"]
