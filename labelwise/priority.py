@@ -12,8 +12,7 @@ at least as long as it waited before it waits again, and never waits more than `
 so a flood gets at least half of its thread's time however many light tenants keep the express lane
 busy: slowed, never stopped. A step already running finishes; the encoder splits a big batch into calls
 of at most its ``batch_size``, so the urgent batch waits one such step at most. Deliveries (a flood's
-results posted to its slow webhook, in the worker's pool threads) pass a checkpoint before each attempt
-and before they record its outcome.
+results posted to its slow webhook, in the worker's pool threads) pass a checkpoint before each attempt.
 
 Between threads the kernel decides: the main lane's thread, and the threads of the model session it
 uses, run at ``BULK_NICE``, while the express lane calls a session of its own at the normal priority

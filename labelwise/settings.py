@@ -89,7 +89,7 @@ class Settings(BaseSettings):
         "other process of the host, with its own model and GIL: light tenants' express batches never wait for "
         "the flood's Python work, and a message that crashes the model kills that child, not the worker. It "
         "costs one more model in memory per worker process (about 250 MB) and a second model load at each "
-        "start; beside a flood on 2 cores it lowered a light tenant's p99 about 2x (README, Benchmarks).",
+        "start; beside a flood on 2 cores it lowered a light tenant's p99 in most runs (README, Benchmarks).",
     )
     max_text_chars: int = Field(
         50_000,

@@ -58,7 +58,8 @@ def deliver(
     """One attempt at a delivery, unless it is finished, under way elsewhere or not due yet.
 
     Raises DatabaseUnavailableError (retryable) when the database cannot be reached."""
-    TURNS.checkpoint()
+    TURNS.checkpoint()  # a flood's deliveries wait while a light tenant's express batch runs (not once leased:
+    # an attempt killed while it holds its lease is sent again only when the lease ends)
     with database_errors(), sessions.begin() as session:
         delivery = integrations.lock_delivery(session, delivery_id)
         integration = session.get(Integration, delivery.integration_id)
@@ -71,7 +72,6 @@ def deliver(
         attempt, done = delivery.attempts, list(delivery.steps_done or [])
         prepared = _prepare(session, box, delivery)
     outcome = _send(sessions, client, delivery_id, prepared, done)
-    TURNS.checkpoint()
     with database_errors(), sessions.begin() as session:
         delivery = integrations.lock_delivery(session, delivery_id)
         delivery.steps_done = outcome.steps_done

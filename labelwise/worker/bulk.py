@@ -37,10 +37,10 @@ API or the database. At ``BULK_PROCESS_NICE`` in its own session, a flood's batc
 process of the host (``labelwise.priority.background_process``).
 
 Why it is off by default: a second process costs memory (about 250 MB; the worker and its child peaked
-at 760-770 MB beside a flood, one run of the earlier child at 966 MB, against 500-520 MB without) and
+at 750-960 MB beside a flood, against 480-740 MB without) and
 a second model load at every start, and its own claims, stores and publishes are no cheaper than in
-the worker, plus a pickle each way. Beside a flood on 2 cores it lowered a light tenant's p99 (71-176
-ms against 217-255 ms without it, bench/noisy_neighbour.py, README), and a crashing message kills the
+the worker, plus a pickle each way. Beside a flood on 2 cores it lowered a light tenant's p99 in five of
+six interleaved pairs of runs (bench/noisy_neighbour.py, README), and a crashing message kills the
 child, not the worker: where the memory is there, turn it on.
 """
 

@@ -269,8 +269,9 @@ def test_a_flood_that_holds_few_messages_is_not_light(monkeypatch: Any) -> None:
 
 def test_a_delivery_waits_while_an_express_batch_runs(monkeypatch: pytest.MonkeyPatch) -> None:
     """A flood's deliveries run in the worker's pool threads beside the express lane (even with a bulk
-    process): each attempt starts, and records its outcome, only at a checkpoint, so it waits while a light
-    tenant's express batch runs, as the main lane does."""
+    process): each attempt starts at a checkpoint, so it waits while a light tenant's express batch runs, as
+    the main lane does (before it leases the delivery: an attempt killed holding its lease is sent again
+    only when the lease ends)."""
     from labelwise.pipeline import delivering
     from labelwise.priority import Turns
 
