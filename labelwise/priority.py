@@ -52,8 +52,8 @@ BULK_NICE = 5
 # The bulk process (LABELWISE_BULK_PROCESS): a session of its own at this nice (about a thirtieth of
 # nice 0), so the API, the database and the worker's express lane serving a light tenant get the cores
 # before a flood's batches. Beside a flood, tenant A's p99 at 5 and at 15: 94, 91 against 102, 81 ms
-# (bench/noisy_neighbour.py, 2026-11-30); at 15 the flood still got through at full speed where A
-# left it the cores.
+# (bench/noisy_neighbour.py, 2026-11-30); at 15 the flood still got more of its messages done than
+# without a bulk process (bench/noisy_neighbour.md).
 BULK_PROCESS_NICE = 15
 
 
@@ -129,9 +129,12 @@ def background_process(nice: int) -> bool:
     session. A process at nice 5 in a session of its own takes as much of the cores as the API does. So
     the process also starts a session of its own (a spawned child is not a group leader, so it may) and
     sets that session's nice. Returns whether it did; where it could not (not Linux, no autogroups,
-    not permitted) the nice value of its threads still applies, as it does inside one cgroup."""
+    not permitted) the nice value of its threads still applies, as it does inside one cgroup, and the
+    process stays in its parent's session (alone in a session at nice 0 it would take more, not less)."""
     with contextlib.suppress(AttributeError, OSError):  # every thread started from here on inherits it
         os.setpriority(os.PRIO_PROCESS, 0, nice)
+    if not os.access(AUTOGROUP, os.W_OK):
+        return False
     try:
         os.setsid()
         AUTOGROUP.write_text(f"{nice}\n")
