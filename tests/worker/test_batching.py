@@ -132,29 +132,13 @@ def test_the_main_lane_waits_at_its_checkpoints_while_an_urgent_batch_runs() -> 
     from labelwise.priority import Turns
 
     turns = Turns(max_wait_s=5)
-    inside, release, order = threading.Event(), threading.Event(), []
 
-    def urgent_batch() -> None:
-        with turns.urgent():
-            inside.set()
-            turns.checkpoint()  # never waits on itself
-            release.wait(5)
-            order.append("urgent")
-
-    def main_step() -> None:
+    def main_step(order: list[str]) -> None:
         turns.checkpoint()
         order.append("main")
 
-    first = threading.Thread(target=urgent_batch)
-    first.start()
-    assert inside.wait(5)
-    second = threading.Thread(target=main_step)
-    second.start()
-    time.sleep(0.2)
-    assert order == []  # the main lane waits
-    release.set()
-    first.join(5)
-    second.join(5)
+    early, order = beside_an_urgent_batch(turns, main_step)
+    assert early == []  # the main lane waits
     assert order == ["urgent", "main"]
     patient = Turns(max_wait_s=0.2)
     with patient.urgent():
@@ -277,31 +261,42 @@ def test_a_delivery_waits_while_an_express_batch_runs(monkeypatch: pytest.Monkey
 
     turns = Turns(max_wait_s=5)
     monkeypatch.setattr(delivering, "TURNS", turns, raising=False)
-    inside, release, order = threading.Event(), threading.Event(), []
 
-    class Sessions:  # the attempt's first step: lock the delivery's row
-        def begin(self) -> Any:
-            order.append("delivery")
-            raise RuntimeError("no database in this test")
+    def attempt(order: list[str]) -> None:
+        class Sessions:  # the attempt's first step: lock the delivery's row
+            def begin(self) -> Any:
+                order.append("delivery")
+                raise RuntimeError("no database in this test")
+
+        with contextlib.suppress(RuntimeError):
+            delivering.deliver(Sessions(), None, None, "d1", max_attempts=3, delay_s=lambda n, after: 0.0)  # type: ignore[arg-type]
+
+    early, order = beside_an_urgent_batch(turns, attempt)
+    assert early == []  # the delivery waits for the express batch
+    assert order == ["urgent", "delivery"]
+
+
+def beside_an_urgent_batch(turns: Any, step: Callable[[list[str]], None]) -> tuple[list[str], list[str]]:
+    """Run ``step(order)`` in a thread while another holds an urgent batch (which passes a checkpoint of its
+    own, never waiting on itself, then appends "urgent" as it ends): what ``order`` held 0.2 s after the
+    step started, and once both threads ended."""
+    inside, release, order = threading.Event(), threading.Event(), []
 
     def urgent_batch() -> None:
         with turns.urgent():
             inside.set()
+            turns.checkpoint()
             release.wait(5)
             order.append("urgent")
-
-    def attempt() -> None:
-        with contextlib.suppress(RuntimeError):
-            delivering.deliver(Sessions(), None, None, "d1", max_attempts=3, delay_s=lambda n, after: 0.0)  # type: ignore[arg-type]
 
     first = threading.Thread(target=urgent_batch)
     first.start()
     assert inside.wait(5)
-    second = threading.Thread(target=attempt)
+    second = threading.Thread(target=step, args=(order,))
     second.start()
     time.sleep(0.2)
-    assert order == []  # the delivery waits for the express batch
+    early = list(order)
     release.set()
     first.join(5)
     second.join(5)
-    assert order == ["urgent", "delivery"]
+    return early, order
