@@ -118,7 +118,7 @@ class Tenant:
         return out
 
 
-def where_time_went(database_url: str, job_ids: list[str]) -> dict[str, Any]:
+def where_time_went(database_url: str, job_ids: list[str], edits: list[tuple[float, float]] = ()) -> dict[str, Any]:
     """p50/p99 ms of the jobs' two legs: created (the API's insert) to started (its batch claims it:
     the API's publish, the broker, the worker's queue), and started to finished (the batch)."""
     from sqlalchemy import select
@@ -138,7 +138,10 @@ def where_time_went(database_url: str, job_ids: list[str]) -> dict[str, Any]:
     batches = [(r.finished_at - r.started_at).total_seconds() * 1000 for r in rows if r.started_at and r.finished_at]
     done = sorted((r for r in rows if r.started_at and r.finished_at), key=lambda r: r.created_at)
     slowest = sorted(done, key=lambda r: r.finished_at - r.created_at)[-5:][::-1]
+    start = done[0].created_at.timestamp() if done else 0.0
     return {
+        # when in the phase (s after A's first job) B's PUTs of its huge set began and ended
+        "b_edits_s": [[round(a - start, 2), round(b - start, 2)] for a, b in edits],
         # when in the phase (s after A's first job) the slowest jobs came, and their two legs (ms)
         "slowest": [
             [
@@ -213,6 +216,7 @@ class FloodB:
         self.stop = threading.Event()
         self.stats: Counter[str] = Counter()
         self.threads: list[threading.Thread] = []
+        self.edits: list[tuple[float, float]] = []  # (began, ended) of each PUT of the huge set, epoch s
 
     def start(self, tenant_name: str) -> None:
         self.tenant_name = tenant_name
@@ -253,7 +257,9 @@ class FloodB:
         with httpx.Client(base_url=self.url, headers=self.headers, timeout=60) as client:
             while not self.stop.wait(self.edit_every_s):
                 version += 1
+                began = time.time()
                 r = client.put("/v1/label-sets/huge", json=huge_set(self.huge_texts, version))
+                self.edits.append((began, time.time()))
                 self.stats[f"label_set_put_{r.status_code}"] += 1
 
     def _wait_classify(self) -> None:
@@ -330,7 +336,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             b_done = b_finished_msgs_s(stack.database_url, "tenant-b", beside.job_ids)
             legs = {
                 "alone": where_time_went(stack.database_url, alone.job_ids),
-                "beside_b": where_time_went(stack.database_url, beside.job_ids),
+                "beside_b": where_time_went(stack.database_url, beside.job_ids, b.edits),
             }
     p99_alone, p99_beside = percentile(alone_s, 99), percentile(beside_s, 99)
 
