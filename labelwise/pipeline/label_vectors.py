@@ -3,10 +3,12 @@ messages.
 
 A label-set version's index is built the first time a message uses it: its label texts and examples are
 embedded (those not stored yet; StoredEncoder keeps every text's vector in SQL), then the index is
-assembled. For a few hundred new texts that costs less than a batch and happens inline, as before. A
-version with more new texts than that (an import of thousands of examples takes a minute of a core) is
-built by a background thread, while its set's messages are classified with the set's previous version
-whose vectors are at hand (their result says which version it was) until the new one is ready.
+assembled (for a set with examples, a head fitted on all of them). A version of a few hundred texts at
+most costs less than a batch and is built inline, as before. A bigger one (an import of thousands of
+examples takes a minute of a core to embed, and a second to assemble even when every vector is stored
+already, by another process) is built by a background thread, while its set's messages are classified
+with the set's previous version that this process has at hand (their result says which version it was)
+until the new one is ready.
 
 A set's first version has no previous one: it is built inside the batch, as a small one is (the caps on a
 document's texts, LABELWISE_MAX_LABEL_SET_TEXTS, bound that). Messages are never held back waiting for a
@@ -15,7 +17,6 @@ build: held messages filled the consumer's prefetch, and every other tenant's me
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import queue
 import threading
@@ -28,13 +29,12 @@ from labelwise.classify.classifier import Classifier
 from labelwise.classify.labels import label_texts
 from labelwise.classify.stored import StoredEncoder
 from labelwise.labelset import LabelSetDocument
-from labelwise.models import embeddings
 from labelwise.models.tables import LabelSetVersion
 from labelwise.pipeline.traffic import document_loader
 from labelwise.priority import background_thread
 
 log = logging.getLogger(__name__)
-INLINE_TEXTS = 256  # a version needing at most this many new embeddings is built inside the batch
+INLINE_TEXTS = 256  # a version of at most this many texts (labels and examples) is built inside the batch
 PREVIOUS_LOOKBACK = 3  # earlier versions looked at for one that is ready
 Ref = tuple[int, int, int, int]  # (version row id, version number, label set id, messages seen)
 
@@ -44,7 +44,7 @@ class LabelReadiness:
 
     def __init__(self, sessions: sessionmaker[Session], classifier: Classifier, *, inline_texts: int = INLINE_TEXTS):
         self.sessions, self.classifier, self.inline_texts = sessions, classifier, inline_texts
-        self._cheap: dict[int, bool] = {}  # version id -> its index costs little to build
+        self._cheap: dict[int, bool] = {}  # version id -> its index costs little to build (few texts)
         self._latest: dict[int, Ref] = {}  # label set id -> its newest version that is ready
         self._building: set[int] = set()
         self._lock = threading.Lock()
@@ -52,7 +52,7 @@ class LabelReadiness:
         self._thread: threading.Thread | None = None
 
     def route(self, ref: Ref) -> Ref:
-        """The version to score a message of ``ref``'s set with now: ``ref`` itself when its vectors are at
+        """The version to score a message of ``ref``'s set with now: ``ref`` itself when its index is at
         hand or cheap to build (or when the set has no earlier version ready: it is built inline), else the
         set's newest earlier version that is ready, while ``ref`` is built in the background."""
         version_id, number, label_set_id, seen = ref
@@ -83,24 +83,23 @@ class LabelReadiness:
         return next(((row.id, row.version) for row in earlier if self._ready(row.id)), None)
 
     def _ready(self, version_id: int) -> bool:
+        """Its index is in this process's cache, or it has few texts. A big version whose vectors another
+        process stored is not ready here: assembling its index inline held the express lane for a second
+        (bench/noisy_neighbour.py: a light tenant's message 1.2 s in its batch, after a flood's edit)."""
         if self.classifier.cache.latest(version_id, self.classifier.model_id) is not None:
             return True
         with self._lock:
             cheap = self._cheap.get(version_id)
         if cheap is None:
-            cheap = self._new_texts(version_id) <= self.inline_texts
+            cheap = self._texts(version_id) <= self.inline_texts
             with self._lock:
                 self._cheap[version_id] = cheap
         return cheap
 
-    def _new_texts(self, version_id: int) -> int:
-        """How many of the version's label texts and examples have no stored embedding yet."""
+    def _texts(self, version_id: int) -> int:
+        """How many distinct label texts and examples the version has."""
         doc = document_loader(self.sessions, version_id)()
-        texts = {t for label in doc.labels for t in (*label_texts(label), *label.examples)}
-        hashes = sorted(hashlib.sha256(t.encode()).hexdigest() for t in texts)
-        with self.sessions() as session:
-            stored = embeddings.get_many(session, model_id=self.classifier.model_id, hashes=hashes)
-        return len(hashes) - len(stored)
+        return len({t for label in doc.labels for t in (*label_texts(label), *label.examples)})
 
     def _schedule(self, version_id: int) -> None:
         with self._lock:
@@ -129,6 +128,4 @@ class LabelReadiness:
         """Embed the version's texts (stored in SQL as they go) and cache its index."""
         encoder = StoredEncoder(self.classifier.encoder, self.sessions)
         self.classifier.cache.get_or_build(version_id, load_doc(), encoder)
-        with self._lock:
-            self._cheap[version_id] = True
         log.info("label-set version %s: vectors ready (%d texts embedded)", version_id, encoder.encoded)
