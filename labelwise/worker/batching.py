@@ -12,8 +12,9 @@ in one go; ``handle`` returns one outcome per item, in order (a result, or the e
   tenant's waits (and the express lane is busy): a light message never rides in a flood's batch. Its
   batches go to ``main_handle`` (a bulk process of the worker's: ``labelwise.worker.bulk``).
 - the **express lane** (``express_batch`` > 0) takes only the messages of *light* tenants, those with
-  at most ``LIGHT_BATCHES`` express batches of messages waiting or in a batch and about as many arrived
-  in the last second (``RATE_WINDOW_S``), up to ``express_batch``
+  at most ``LIGHT_BATCHES`` express batches of messages waiting or in a batch, about as many arrived
+  in the last second (``RATE_WINDOW_S``), and none of that (nor a message from its backlog in the
+  overflow lane: ``put(item, backlogged=True)``) in the last ``HEAVY_HOLD_S``, up to ``express_batch``
   at a time, while the main lane is busy. A tenant sending a few messages a second beside one that
   floods the worker is not made to wait for the flood's full batch to finish: its message is classified
   beside it (the model's session runs calls concurrently), in a batch of its own. The main lane leaves
@@ -49,6 +50,12 @@ LIGHT_BATCHES = 4
 # its messages took the express lane from the light tenants (bench/noisy_neighbour.py: 68 of 237 express
 # batches were the flood's, and a light tenant's message waited 131 ms behind one of them).
 RATE_WINDOW_S = 1.0
+# ... and it was not heavy (by either count, or by a message from its backlog in the overflow lane) in the
+# last HEAVY_HOLD_S. A flood's rate here is how fast the main lane takes it, not how fast it sends: behind
+# a slow main-lane batch (the bulk process yields the cores to everyone) its count decayed, it looked light
+# for a moment, and its messages, its huge label set's too, took the express lane from the light tenants
+# (bench/noisy_neighbour.py: a light tenant's message 0.5 s in its batch).
+HEAVY_HOLD_S = 5.0
 Item = TypeVar("Item")
 Result = TypeVar("Result")
 
@@ -73,6 +80,7 @@ class Batcher(Generic[Item, Result]):
         self._count = 0
         self._seen: dict[Hashable, float] = {}  # key -> when an item of it last arrived (monotonic)
         self._arrived: dict[Hashable, float] = {}  # key -> its recent arrivals (decayed: _arrivals) at _seen
+        self._heavy: dict[Hashable, float] = {}  # key -> when it was last seen heavy (monotonic)
         self._cond = threading.Condition()
         self._threads: dict[str, threading.Thread] = {}
         self._express_busy = False
@@ -80,10 +88,11 @@ class Batcher(Generic[Item, Result]):
         self.batches = 0
         self.items = 0
 
-    def put(self, item: Item) -> None:
-        """Process ``item`` in a coming batch; ``handle`` deals with its outcome."""
+    def put(self, item: Item, *, backlogged: bool = False) -> None:
+        """Process ``item`` in a coming batch; ``handle`` deals with its outcome. ``backlogged``: it
+        comes from its key's backlog (the overflow lane): that key is heavy."""
         self._ensure_threads()
-        self._add(item, None)
+        self._add(item, None, backlogged=backlogged)
 
     def submit(self, item: Item) -> Result:
         """Process ``item`` in a coming batch and return its outcome (or raise its exception)."""
@@ -124,17 +133,22 @@ class Batcher(Generic[Item, Result]):
         with self._cond:
             return any(seen >= since for other, seen in self._seen.items() if other != key)
 
-    def _add(self, item: Item, future: Future[Result] | None) -> None:
+    def _add(self, item: Item, future: Future[Result] | None, *, backlogged: bool = False) -> None:
         key = self._key(item)
         now = time.monotonic()
         with self._cond:
             self._arrived[key] = self._arrivals(key, now) + 1.0
             self._seen[key] = now
+            if backlogged:
+                self._heavy[key] = now
             if len(self._seen) > 10_000:  # forget keys not seen for an hour
                 self._seen = {k: t for k, t in self._seen.items() if t > now - 3600}
                 self._arrived = {k: n for k, n in self._arrived.items() if k in self._seen}
+                self._heavy = {k: t for k, t in self._heavy.items() if k in self._seen}
             self._waiting.setdefault(key, deque()).append((item, future))
             self._count += 1
+            if self._express_batch:
+                self._light(key)  # a flood is seen heavy as it arrives, even if none of it waits when a lane looks
             self._cond.notify_all()
 
     def _ensure_threads(self) -> None:
@@ -182,11 +196,16 @@ class Batcher(Generic[Item, Result]):
         return self._arrived.get(key, 0.0) * math.exp(-(now - seen) / RATE_WINDOW_S)
 
     def _light(self, key: Hashable) -> bool:
-        """At most ``LIGHT_BATCHES`` express batches of its messages here (waiting or in a batch), and
-        about as many arrived in the last ``RATE_WINDOW_S``."""
+        """At most ``LIGHT_BATCHES`` express batches of its messages here (waiting or in a batch) and about
+        as many arrived in the last ``RATE_WINDOW_S``, and so for the last ``HEAVY_HOLD_S`` (called with
+        ``_cond`` held)."""
         limit = self._express_batch * LIGHT_BATCHES
-        held = len(self._waiting[key]) + self._busy[key]
-        return held <= limit and self._arrivals(key, time.monotonic()) <= limit
+        held = len(self._waiting.get(key, ())) + self._busy[key]
+        now = time.monotonic()
+        if held > limit or self._arrivals(key, now) > limit:
+            self._heavy[key] = now
+            return False
+        return now - self._heavy.get(key, -math.inf) >= HEAVY_HOLD_S
 
     def _lane_takes(self, key: Hashable, light_only: bool) -> bool:
         """The express lane takes light tenants only; the main lane leaves them to it while it is free."""

@@ -21,7 +21,8 @@ ones from the main queue go to the overflow lane (``labelwise.brokers.lanes``), 
 cannot fill the prefetch window and the main queue while another tenant's message waits behind it. The
 Redis transport moves them inside the broker as it fetches (``share_hint`` tells it who is past its
 share); whatever reaches the consumer anyway (other brokers, a tenant it could not read) is republished
-on the lane and acknowledged here.
+on the lane and acknowledged here. A message that comes back from the lane marks its tenant heavy in the
+batcher (``put(backlogged=True)``): a tenant with a backlog is not light, however slowly it arrives here.
 
 What a batch-strategy message does not get from Celery: ETA/countdown (it runs at once), rate limits,
 time limits, revocation, and a place in ``celery inspect active`` (the batcher's own counters are in the
@@ -112,7 +113,7 @@ def batch_strategy(task: Task, app: Any, consumer: Any, **_: Any) -> Callable[..
         if FEED.events is not None:
             FEED.events.send("task-received", uuid=task_id, name=task.name)
         assert FEED.batcher is not None, "the worker's resources are built before its consumer starts"
-        FEED.batcher.put(inbound)
+        FEED.batcher.put(inbound, backlogged=_from_overflow(inbound))
 
     return handler
 
@@ -151,6 +152,11 @@ def _moved(count: int) -> None:
         FEED.moved(count)
 
 
+def _from_overflow(item: Inbound) -> bool:
+    """It came from the overflow lane: its tenant has a backlog there (the batcher does not count it light)."""
+    return bool((item.message.headers or {}).get(SPILLED_HEADER))
+
+
 def _spilled(item: Inbound) -> bool:
     """Hand the message to the spiller (``labelwise.worker.spilling``: republished on the overflow lane, then
     acknowledged) when its tenant already has its share here; a message that came from the lane is never
@@ -158,7 +164,7 @@ def _spilled(item: Inbound) -> bool:
     batcher, spill = FEED.batcher, FEED.spill
     if spill is None or batcher is None or FEED.hold_max <= 0 or item.tenant is None:
         return False
-    if (item.message.headers or {}).get(SPILLED_HEADER) or batcher.held(item.tenant) < FEED.hold_max:
+    if _from_overflow(item) or batcher.held(item.tenant) < FEED.hold_max:
         return False
     if not batcher.others_seen(item.tenant, within_s=OTHERS_WITHIN_S):
         return False  # one tenant alone: nobody to make room for, and moving costs (a quarter of its rate)

@@ -223,6 +223,7 @@ def test_a_flood_that_holds_few_messages_is_not_light(monkeypatch: Any) -> None:
     the express lane from the light tenants. Now a tenant with more than four express batches of messages
     in about the last RATE_WINDOW_S is heavy however few it holds, and light again once it slows."""
     monkeypatch.setattr(batching, "RATE_WINDOW_S", 0.5, raising=False)
+    monkeypatch.setattr(batching, "HEAVY_HOLD_S", 1.0, raising=False)
     lanes: list[tuple[str, int]] = []
     done = threading.Semaphore(0)
 
@@ -245,10 +246,54 @@ def test_a_flood_that_holds_few_messages_is_not_light(monkeypatch: Any) -> None:
     assert done.acquire(timeout=5)
     assert lanes[-1] == ("main", 40), lanes
     assert lanes[0] == ("express", 0)  # its first few messages were light
-    time.sleep(2.0)  # four windows without a message: its count (41 at most) has decayed below 1
+    time.sleep(2.0)  # four windows without a message: its count (41 at most) has decayed below 1, and it
+    # has not been heavy for longer than HEAVY_HOLD_S
     batcher.put(("b", 41))
     assert done.acquire(timeout=5)
     assert lanes[-1] == ("express", 41), lanes
+
+
+def test_a_flood_stays_heavy_for_a_while_however_slowly_it_arrives(monkeypatch: Any) -> None:
+    """A flood's rate here is how fast the main lane takes it, not how fast it sends: behind a slow main-lane
+    batch its count decayed, it looked light for a moment, and its messages (its huge label set's too) took
+    the express lane from the light tenants. A tenant seen heavy (by its count, or by a message from its
+    backlog in the overflow lane) is not light for HEAVY_HOLD_S, whatever its rate; then it is again."""
+    monkeypatch.setattr(batching, "RATE_WINDOW_S", 0.2, raising=False)
+    monkeypatch.setattr(batching, "HEAVY_HOLD_S", 1.5, raising=False)
+    lanes: list[tuple[str, int]] = []
+    done = threading.Semaphore(0)
+
+    def handle(lane: str) -> Callable[[list[tuple[str, int]]], list[str]]:
+        def run(items: list[tuple[str, int]]) -> list[str]:
+            lanes.extend((lane, i) for _, i in items)
+            for _ in items:
+                done.release()
+            return ["" for _ in items]
+
+        return run
+
+    batcher: Batcher[tuple[str, int], str] = Batcher(
+        handle("express"), max_batch=64, key=lambda i: i[0], express_batch=2, main_handle=handle("main")
+    )
+    batcher.put(("a", 0))
+    assert done.acquire(timeout=5)
+    batcher.put(("b", 0), backlogged=True)  # one message, from the overflow lane
+    assert done.acquire(timeout=5)
+    for i in range(1, 20):  # a burst: heavy by its count too
+        batcher.put(("c", i))
+    for _ in range(1, 20):
+        assert done.acquire(timeout=5)
+    time.sleep(0.6)  # three rate windows: both counts have decayed, the hold has not passed
+    batcher.put(("b", 1))
+    batcher.put(("c", 20))
+    assert done.acquire(timeout=5) and done.acquire(timeout=5)
+    assert ("express", 0) in lanes and ("main", 0) in lanes, lanes
+    assert ("main", 1) in lanes and ("main", 20) in lanes, lanes  # still heavy, one message each
+    time.sleep(1.6)
+    batcher.put(("b", 2))
+    batcher.put(("c", 21))
+    assert done.acquire(timeout=5) and done.acquire(timeout=5)
+    assert ("express", 2) in lanes and ("express", 21) in lanes, lanes  # not heavy for a while: light again
 
 
 def test_a_delivery_waits_while_an_express_batch_runs(monkeypatch: pytest.MonkeyPatch) -> None:
