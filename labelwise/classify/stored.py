@@ -11,6 +11,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from labelwise.classify.base import Encoder
 from labelwise.models import embeddings
 
+# Texts per model call: each chunk's vectors are stored as soon as it is done (a build cut short keeps
+# them), and a stopping worker waits for one chunk, not for a whole set of thousands of texts.
+CHUNK_TEXTS = 256
+
 
 class StoredEncoder:
     """Encodes only texts whose vectors are not stored yet (for label texts, not for messages)."""
@@ -29,10 +33,11 @@ class StoredEncoder:
         with self._sessions() as session:
             stored = embeddings.get_many(session, model_id=self.model_id, hashes=sorted(set(hashes)))
         missing = sorted({h: t for h, t in zip(hashes, texts, strict=True) if h not in stored}.items())
-        if missing:
-            fresh = self._inner.encode([t for _, t in missing])
-            self.encoded += len(missing)
-            new = {h: np.asarray(v, dtype="<f4").tobytes() for (h, _), v in zip(missing, fresh, strict=True)}
+        for start in range(0, len(missing), CHUNK_TEXTS):
+            chunk = missing[start : start + CHUNK_TEXTS]
+            fresh = self._inner.encode([t for _, t in chunk])
+            self.encoded += len(chunk)
+            new = {h: np.asarray(v, dtype="<f4").tobytes() for (h, _), v in zip(chunk, fresh, strict=True)}
             with self._sessions.begin() as session:
                 embeddings.put_many(session, model_id=self.model_id, vectors=new)
             stored = {**stored, **new}

@@ -39,6 +39,7 @@ from labelwise.worker.batching import Batcher
 from labelwise.worker.bulk import BulkProcess
 from labelwise.worker.consumer import FEED, Inbound, share_hint
 from labelwise.worker.handling import BatchHandler, classify_with
+from labelwise.worker.model_calls import MODEL_CALLS
 from labelwise.worker.spilling import Spiller
 
 log = logging.getLogger(__name__)
@@ -116,7 +117,8 @@ def build_classifier(
 
 
 class TimedEncoder:
-    """An Encoder that records each call's seconds in the worker metrics."""
+    """An Encoder that records each call's seconds in the worker metrics (and counts it as running, for a
+    stopping worker: ``labelwise.worker.model_calls``)."""
 
     def __init__(self, inner: Encoder, metrics: Any = worker_metrics) -> None:
         self.inner, self.metrics = inner, metrics
@@ -126,8 +128,9 @@ class TimedEncoder:
         return self.inner.model_id
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
-        started = time.perf_counter()
-        vectors = self.inner.encode(texts)
+        with MODEL_CALLS.call():  # a stopping worker waits for it (labelwise.worker.model_calls)
+            started = time.perf_counter()
+            vectors = self.inner.encode(texts)
         self.metrics.encode_done(time.perf_counter() - started)
         return vectors
 

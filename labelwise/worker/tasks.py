@@ -24,11 +24,13 @@ from labelwise.worker import previews
 from labelwise.worker.app import CLASSIFY_TASK, DELIVER_TASK
 from labelwise.worker.consumer import BatchTask, Inbound
 from labelwise.worker.heartbeat import Heartbeat
+from labelwise.worker.model_calls import MODEL_CALLS
 from labelwise.worker.purger import Purger
 from labelwise.worker.reconciler import Reconciler
 from labelwise.worker.resources import Publisher, Resources, build_resources
 
 log = logging.getLogger(__name__)
+MODEL_CALLS_STOP_S = 30.0  # how long a stopping worker waits for a running model call (a chunk, a batch)
 
 _resources: Resources | None = None
 _heartbeat: Heartbeat | None = None
@@ -140,6 +142,8 @@ def register_operations(settings: Settings, publisher: Publisher) -> None:
             _resources.handler.stopping.set()  # a batch waiting out an outage gives its messages back
             if _resources.handler.bulk is not None:
                 _resources.handler.bulk.stop()  # once the batch it holds is done
+            if not MODEL_CALLS.close(MODEL_CALLS_STOP_S):  # none may run while the interpreter finalizes
+                log.warning("a model call still ran %.0fs into the stop; the process may abort", MODEL_CALLS_STOP_S)
         reconciler.stop()
         purger.stop()
         if _heartbeat is not None:

@@ -9,6 +9,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+import yaml
 
 from labelwise.models.db import make_engine, make_session_factory
 from labelwise.models.tables import Job
@@ -103,3 +104,30 @@ def test_a_message_that_kills_its_worker_fails_alone(kind: str, tmp_path: Path) 
         assert killer["status"] == "failed" and "gave up after 3 attempts" in killer["error"], killer
         assert [v["status"] for v in views] == ["done"] * 12, [v.get("error") for v in views]
         assert deaths >= 2
+
+
+def test_a_worker_stopped_while_the_model_runs_exits_cleanly_and_loses_nothing(tmp_path: Path) -> None:
+    """SIGTERM while a batch was inside the model (here: the first version of a set of 3,000 texts, built
+    in that batch): the interpreter finalized around the daemon thread's onnxruntime call and the worker
+    aborted (SIGABRT, 'terminate called without an active exception'). Now it waits for the call (at
+    most one chunk of StoredEncoder's texts), exits 0, and the next worker does the message."""
+    examples = [{"name": f"l{i}", "examples": [f"message {j} about topic {i}" for j in range(100)]} for i in range(30)]
+    (tmp_path / "huge.yaml").write_text(yaml.safe_dump({"name": "huge", "labels": examples}))
+    with make_stack("pg-redis", home=tmp_path, queue=f"lw-stop-{uuid.uuid4().hex[:8]}") as stack:
+        worker = stack.start_worker()
+        stack.warm_up()
+        tenant = f"stop{uuid.uuid4().hex[:6]}"
+        stack.cli("tenant", "create", tenant)
+        stack.cli("labels", "apply", str(tmp_path / "huge.yaml"), "--tenant", tenant)
+        job = stack.send({"tenant": tenant, "label_set": "huge", "text": "message 3 about topic 7"})
+        deadline = time.monotonic() + 60
+        while statuses(stack.database_url, tenant).get("running", 0) < 1:  # claimed: its batch builds the set
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        time.sleep(0.5)
+        os.killpg(worker.pid, signal.SIGTERM)
+        assert worker.wait(timeout=90) == 0, stack.worker_log()[-3000:]
+        assert "terminate called" not in stack.worker_log()
+        stack.start_worker()
+        view = stack.wait_job(job, timeout_s=180)
+        assert view["status"] == "done" and view["chosen"] == ["l7"], view
