@@ -224,21 +224,7 @@ def test_a_flood_that_holds_few_messages_is_not_light(monkeypatch: Any) -> None:
     in about the last RATE_WINDOW_S is heavy however few it holds, and light again once it slows."""
     monkeypatch.setattr(batching, "RATE_WINDOW_S", 0.5, raising=False)
     monkeypatch.setattr(batching, "HEAVY_HOLD_S", 1.0, raising=False)
-    lanes: list[tuple[str, int]] = []
-    done = threading.Semaphore(0)
-
-    def handle(lane: str) -> Callable[[list[tuple[str, int]]], list[str]]:
-        def run(items: list[tuple[str, int]]) -> list[str]:
-            lanes.extend((lane, i) for _, i in items)
-            for _ in items:
-                done.release()
-            return ["" for _ in items]
-
-        return run
-
-    batcher: Batcher[tuple[str, int], str] = Batcher(
-        handle("express"), max_batch=64, key=lambda i: i[0], express_batch=2, main_handle=handle("main")
-    )
+    batcher, lanes, done = two_lanes()
     for i in range(40):  # one at a time: it never holds more than one (a light tenant's express limit is 8)
         batcher.put(("b", i))
         assert done.acquire(timeout=5)
@@ -260,21 +246,7 @@ def test_a_flood_stays_heavy_for_a_while_however_slowly_it_arrives(monkeypatch: 
     backlog in the overflow lane) is not light for HEAVY_HOLD_S, whatever its rate; then it is again."""
     monkeypatch.setattr(batching, "RATE_WINDOW_S", 0.2, raising=False)
     monkeypatch.setattr(batching, "HEAVY_HOLD_S", 1.5, raising=False)
-    lanes: list[tuple[str, int]] = []
-    done = threading.Semaphore(0)
-
-    def handle(lane: str) -> Callable[[list[tuple[str, int]]], list[str]]:
-        def run(items: list[tuple[str, int]]) -> list[str]:
-            lanes.extend((lane, i) for _, i in items)
-            for _ in items:
-                done.release()
-            return ["" for _ in items]
-
-        return run
-
-    batcher: Batcher[tuple[str, int], str] = Batcher(
-        handle("express"), max_batch=64, key=lambda i: i[0], express_batch=2, main_handle=handle("main")
-    )
+    batcher, lanes, done = two_lanes()
     batcher.put(("a", 0))
     assert done.acquire(timeout=5)
     batcher.put(("b", 0), backlogged=True)  # one message, from the overflow lane
@@ -294,6 +266,27 @@ def test_a_flood_stays_heavy_for_a_while_however_slowly_it_arrives(monkeypatch: 
     batcher.put(("c", 21))
     assert done.acquire(timeout=5) and done.acquire(timeout=5)
     assert ("express", 2) in lanes and ("express", 21) in lanes, lanes  # not heavy for a while: light again
+
+
+def two_lanes() -> tuple[Batcher[tuple[str, int], str], list[tuple[str, int]], threading.Semaphore]:
+    """A batcher of (tenant, n) items with an express lane of 2; the (lane, n) each item was classified in,
+    in order, and a semaphore released once per item done."""
+    lanes: list[tuple[str, int]] = []
+    done = threading.Semaphore(0)
+
+    def handle(lane: str) -> Callable[[list[tuple[str, int]]], list[str]]:
+        def run(items: list[tuple[str, int]]) -> list[str]:
+            lanes.extend((lane, i) for _, i in items)
+            for _ in items:
+                done.release()
+            return ["" for _ in items]
+
+        return run
+
+    batcher: Batcher[tuple[str, int], str] = Batcher(
+        handle("express"), max_batch=64, key=lambda i: i[0], express_batch=2, main_handle=handle("main")
+    )
+    return batcher, lanes, done
 
 
 def test_a_delivery_waits_while_an_express_batch_runs(monkeypatch: pytest.MonkeyPatch) -> None:
