@@ -61,6 +61,7 @@ bench-short: install
 	$(PY) bench/pipeline.py --n 1000
 	$(PY) bench/growth.py --short
 	$(PY) bench/noisy_neighbour.py --short
+	$(PY) bench/api_cost.py --n 100
 	@if [ -d "$(SHARED_DATA)" ]; then \
 		$(PY) bench/long_documents.py --short --data-dir "$(SHARED_DATA)" && \
 		$(PY) bench/traffic_drift.py --short --data-dir "$(SHARED_DATA)"; \

@@ -206,6 +206,14 @@ class Settings(BaseSettings):
         description="The API's /metrics counts jobs and deliveries per status at most once per this many "
         "seconds (scrapes in between reuse the counts).",
     )
+    token_cache_s: float = Field(
+        5.0,
+        ge=0,
+        le=300,
+        description="How long the API remembers which tenant a bearer token belongs to (or that it is unknown): "
+        "a revoked token or a deleted tenant's is refused within this many seconds on every API process; "
+        "0 looks the token up on every request.",
+    )
     rate_limit_per_min: int = Field(
         0, ge=0, description="Requests per minute per tenant on /v1 (per API process); 0: no limit."
     )

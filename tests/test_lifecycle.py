@@ -113,8 +113,11 @@ def test_api_tenant_delete_takes_the_operator_token_only(sqlite_url: str, tmp_pa
             assert r.status_code == 401, r.text
         with sessions() as s:
             assert owned_rows(s, doomed)
+        own = {"Authorization": f"Bearer {tenant_token}"}
+        assert client.get("/v1/label-sets", headers=own).status_code == 200  # its token's tenant is remembered
         r = client.delete("/v1/admin/tenants/doomed", headers={"Authorization": "Bearer op-secret-123"})
         assert r.status_code == 200 and r.json()["deleted"]["tenants"] == 1
+        assert client.get("/v1/label-sets", headers=own).status_code == 401  # and forgotten at once
         with sessions() as s:
             assert owned_rows(s, doomed) == {}
         r = client.delete("/v1/admin/tenants/doomed", headers={"Authorization": "Bearer op-secret-123"})

@@ -13,6 +13,7 @@ from labelwise import __version__, console
 from labelwise.api import errors
 from labelwise.api.deps import RateLimiter, State
 from labelwise.api.routes import admin, health, hooks, integrations, jobs, labelsets, metrics, previews, tenant
+from labelwise.api.tokens import TokenCache
 from labelwise.crypto import secret_box
 from labelwise.models.db import make_engine, make_session_factory
 from labelwise.priority import share_the_gil
@@ -38,6 +39,7 @@ def create_app(settings: Settings) -> FastAPI:
         celery=create_celery(settings),
         limiter=RateLimiter(settings.rate_limit_per_min),
         box=secret_box(settings),
+        tokens=TokenCache(settings.token_cache_s),
     )
 
     @contextlib.asynccontextmanager

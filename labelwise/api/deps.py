@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hmac
 import math
 import threading
@@ -14,6 +15,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session, sessionmaker
 
 from labelwise.api.errors import ApiError
+from labelwise.api.tokens import TokenCache, TokenOwner
 from labelwise.crypto import SecretBox
 from labelwise.models import tenants
 from labelwise.settings import Settings
@@ -28,6 +30,7 @@ class State:
     celery: Celery
     limiter: RateLimiter
     box: SecretBox
+    tokens: TokenCache
 
 
 @dataclass(frozen=True)
@@ -48,20 +51,26 @@ def caller(
     st: State = Depends(state),
     credentials: HTTPAuthorizationCredentials | None = Depends(bearer),
 ) -> Caller:
-    """The tenant whose live token authorises the request; 401 otherwise, 429 over the rate limit."""
+    """The tenant whose live token authorises the request; 401 otherwise, 429 over the rate limit. The
+    lookup is remembered for ``token_cache_s`` (labelwise.api.tokens)."""
     challenge = {"WWW-Authenticate": "Bearer"}
     if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
         raise ApiError(401, "unauthorized", "missing bearer token (Authorization: Bearer lw_...)", challenge)
-    with st.sessions() as session:
-        tenant = tenants.tenant_for_token(session, credentials.credentials)
-    if tenant is None:
+    owner = st.tokens.owner(credentials.credentials, functools.partial(_look_up, st))
+    if owner is None:
         raise ApiError(401, "unauthorized", "unknown or revoked token", challenge)
-    wait_s = st.limiter.acquire(tenant.id)
+    wait_s = st.limiter.acquire(owner.tenant_id)
     if wait_s > 0:
         raise ApiError(
             429, "rate_limited", "too many requests for this tenant", {"Retry-After": str(math.ceil(wait_s))}
         )
-    return Caller(tenant_id=tenant.id, tenant=tenant.name, token_prefix=credentials.credentials[:10])
+    return Caller(tenant_id=owner.tenant_id, tenant=owner.tenant, token_prefix=credentials.credentials[:10])
+
+
+def _look_up(st: State, token: str) -> TokenOwner | None:
+    with st.sessions() as session:
+        tenant = tenants.tenant_for_token(session, token)
+        return None if tenant is None else TokenOwner(tenant.id, tenant.name)
 
 
 async def operator(

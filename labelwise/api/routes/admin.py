@@ -32,7 +32,9 @@ def delete_tenant(name: TenantName, st: State = Depends(state)) -> dict[str, Any
     traffic vectors, integrations, tokens, console sessions, drafts, previews and evaluations, then the
     tenant. Irreversible; export first (`GET /v1/admin/tenants/{name}/export`) to keep a copy. Needs the
     operator token (`LABELWISE_ADMIN_TOKEN`); a tenant's own token is refused."""
-    return lifecycle.delete_tenant(st.sessions, name)
+    deleted = lifecycle.delete_tenant(st.sessions, name)
+    st.tokens.clear()  # its tokens stop here at once (other API processes: within LABELWISE_TOKEN_CACHE_S)
+    return deleted
 
 
 def changes_of(body: TenantDataIn) -> dict[str, Any]:

@@ -1,0 +1,154 @@
+"""What one request costs the API process: CPU milliseconds per request, by kind of request.
+
+A flooding tenant's cheapest requests are the ones the API refuses or answers at once; what each costs the
+API's process (its interpreter lock and its share of the cores) is taken from every other tenant's
+requests (``bench/noisy_neighbour.py``). This starts ``labelwise api`` on PostgreSQL + Redis (no worker:
+nothing is classified), then, from ``--clients`` threads, sends ``--n`` requests of each kind and reads
+the API process's CPU time before and after, once per ``--token-cache-s`` (an API process each; by
+default 0, every request's token looked up in the database, then 5, the default):
+
+- ``get_label_sets``: ``GET /v1/label-sets`` (a token lookup and one small query);
+- ``classify_429``: ``POST /v1/classify`` past ``LABELWISE_SYNC_MAX_WAITS`` (its waits are held open
+  by other threads: no worker answers them), refused with 429;
+- ``post_jobs``: ``POST /v1/jobs`` (insert and publish);
+- ``unauthorized``: ``GET /v1/label-sets`` with an unknown token (401).
+
+    python bench/api_cost.py [--n 400] [--clients 4] [--token-cache-s 0 5] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)  # the API too
+
+import httpx  # noqa: E402
+import psutil  # noqa: E402
+
+from tests.apiclient import TINY  # noqa: E402
+from tests.stacks import make_stack  # noqa: E402
+
+
+def cpu_ms(pid: int) -> float:
+    times = psutil.Process(pid).cpu_times()
+    return (times.user + times.system) * 1000
+
+
+def timed(pid: int, n: int, clients: int, call: Any) -> dict[str, Any]:
+    """``n`` calls of ``call(client)`` from ``clients`` threads: the API's CPU ms per request, requests a
+    second, and the statuses seen."""
+    statuses: dict[int, int] = {}
+    lock = threading.Lock()
+    local = threading.local()
+
+    def one(_: int) -> None:
+        client = getattr(local, "client", None)
+        if client is None:
+            client = local.client = httpx.Client(timeout=30)
+        status = call(client)
+        with lock:
+            statuses[status] = statuses.get(status, 0) + 1
+
+    before, started = cpu_ms(pid), time.monotonic()
+    with ThreadPoolExecutor(clients) as pool:
+        list(pool.map(one, range(n)))
+    took_s, used = time.monotonic() - started, cpu_ms(pid) - before
+    return {"cpu_ms_per_request": round(used / n, 2), "requests_s": round(n / took_s, 1), "statuses": statuses}
+
+
+def hold_open(url: str, body: dict[str, str], headers: dict[str, str]) -> None:
+    with contextlib.suppress(httpx.HTTPError):  # the API stops first at the end
+        httpx.post(url, json=body, headers=headers, timeout=150)
+
+
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    home = Path(tempfile.mkdtemp(prefix="api-cost-"))
+    with make_stack("pg-redis", home=home, queue=f"apicost-{uuid.uuid4().hex[:8]}") as stack:
+        stack.cli("tenant", "create", "t")
+        token = stack.cli_json("token", "create", "--tenant", "t")["token"]
+        auth = {"Authorization": f"Bearer {token}"}
+        variants = {
+            f"token_cache_s={seconds:g}": measure_api(stack, auth, args, seconds) for seconds in args.token_cache_s
+        }
+    return {"n": args.n, "clients": args.clients, "cores": os.cpu_count(), "variants": variants}
+
+
+def measure_api(stack: Any, auth: dict[str, str], args: argparse.Namespace, token_cache_s: float) -> dict[str, Any]:
+    env = {"LABELWISE_SYNC_MAX_WAITS": "2", "LABELWISE_SYNC_TIMEOUT_S": "120"}
+    with stack.start_api(**env, LABELWISE_TOKEN_CACHE_S=str(token_cache_s)) as api:
+        url, pid = api.url, api.proc.pid
+        assert httpx.put(f"{url}/v1/label-sets/tiny", json=TINY, headers=auth).status_code in (200, 201)
+        body = {"label_set": "tiny", "text": "where is my invoice"}
+        # two waits held open (no worker answers them): every further classify call is refused
+        holders = [
+            threading.Thread(target=hold_open, args=(f"{url}/v1/classify", body, auth), daemon=True) for _ in range(2)
+        ]
+        for t in holders:
+            t.start()
+        deadline = time.monotonic() + 30
+        while True:  # a probe that takes a free slot holds it too (its wait goes on after it gives up)
+            with contextlib.suppress(httpx.TimeoutException):
+                if httpx.post(f"{url}/v1/classify", json=body, headers=auth, timeout=2).status_code == 429:
+                    break
+            assert time.monotonic() < deadline, "the classify cap never filled"
+            time.sleep(0.1)
+        kinds = {
+            "get_label_sets": lambda c: c.get(f"{url}/v1/label-sets", headers=auth).status_code,
+            "classify_429": lambda c: c.post(f"{url}/v1/classify", json=body, headers=auth).status_code,
+            "post_jobs": lambda c: c.post(f"{url}/v1/jobs", json=body, headers=auth).status_code,
+            "unauthorized": lambda c: (
+                c.get(f"{url}/v1/label-sets", headers={"Authorization": "Bearer lw_nosuchtoken"}).status_code
+            ),
+        }
+        for call in kinds.values():  # warm every path once (imports, compiled queries)
+            timed(pid, 20, 1, call)
+        return {kind: timed(pid, args.n, args.clients, call) for kind, call in kinds.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=400, help="requests of each kind (400)")
+    parser.add_argument("--clients", type=int, default=4, help="client threads (4)")
+    parser.add_argument(
+        "--token-cache-s",
+        type=float,
+        nargs="+",
+        default=[0.0, 5.0],
+        help="the API's LABELWISE_TOKEN_CACHE_S, one run each (0 5: every token looked up, then the default)",
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON document")
+    args = parser.parse_args()
+    report = measure(args)
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return
+    variants = report["variants"]
+    print(f"labelwise api, PostgreSQL + Redis, {args.n} requests of each kind from {args.clients} threads")
+    print("API CPU ms per request (requests a second)")
+    print(f"{'request':18}" + "".join(f"{name:>24}" for name in variants))
+    for kind in next(iter(variants.values())):
+        cells = [f"{v[kind]['cpu_ms_per_request']} ({v[kind]['requests_s']})" for v in variants.values()]
+        print(f"{kind:18}" + "".join(f"{c:>24}" for c in cells))
+    if len(variants) == 2:
+        first, last = variants.values()
+        ratios = [f"{k} {last[k]['cpu_ms_per_request'] / first[k]['cpu_ms_per_request']:.2f}" for k in first]
+        print("ratio (last / first): " + ", ".join(ratios))
+
+
+if __name__ == "__main__":
+    main()
