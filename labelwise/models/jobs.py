@@ -39,6 +39,11 @@ def job_status(session: Session, job_id: str) -> str | None:
     return session.scalar(select(Job.status).where(Job.id == job_id))
 
 
+def job_statuses(session: Session, job_ids: list[str]) -> dict[str, str]:
+    """The statuses of those of ``job_ids`` that exist (one indexed read for many polls)."""
+    return {job_id: status for job_id, status in session.execute(select(Job.id, Job.status).where(Job.id.in_(job_ids)))}
+
+
 def find_job(session: Session, job_id: str, *, lock: bool = False) -> Job | None:
     """The job, or None; ``lock``: see by_ids."""
     return session.get(Job, job_id, with_for_update=ROW_LOCK if lock else None, populate_existing=lock)

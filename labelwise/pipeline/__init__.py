@@ -10,6 +10,7 @@ from labelwise.pipeline.classifying import (  # noqa: F401 - the public surface
     encode_cursor,
     get_job,
     job_finished,
+    jobs_finished,
     list_jobs,
     new_job_id,
     submit_and_enqueue,

@@ -171,6 +171,13 @@ def job_finished(sessions: sessionmaker[Session], job_id: str) -> bool:
         return jobs.job_status(session, job_id) in ("done", "failed", None)
 
 
+def jobs_finished(sessions: sessionmaker[Session], job_ids: list[str]) -> set[str]:
+    """Those of ``job_ids`` that are done or failed (or gone): one indexed read of their statuses."""
+    with database_errors(), sessions() as session:
+        statuses = jobs.job_statuses(session, job_ids)
+    return {i for i in job_ids if statuses.get(i, "done") in ("done", "failed")}
+
+
 def job_fields(msg: ClassifyMessage, *, keep_text: bool = True) -> dict[str, Any]:
     """The job row's fields from a message; without ``keep_text`` (privacy mode) the text is left out."""
     return {

@@ -13,7 +13,7 @@ from labelwise.api import faults
 from labelwise.api.deps import Caller, State, caller, state
 from labelwise.api.errors import ApiError, responses
 from labelwise.api.schemas import FeedbackIn, FeedbackOut, JobIn, JobOut, JobPage
-from labelwise.api.waiting import TooManyWaits, classify_cap, wait_until
+from labelwise.api.waiting import TooManyWaits, classify_cap, job_polls, wait_until
 from labelwise.messages import ClassifyMessage, parse_message
 from labelwise.worker.app import enqueue_job
 
@@ -166,8 +166,10 @@ async def classify(
             view, _ = await run_in_threadpool(_submit, who, body, idempotency_key, st)
             job_id = view["job_id"]
             if view["status"] not in ("done", "failed"):
-                finished = functools.partial(pipeline.job_finished, st.sessions, job_id)
-                await wait_until(finished, timeout_s=st.settings.sync_timeout_s, poll_s=0.01, max_poll_s=0.2)
+                polls = job_polls(request.app)
+                with polls.watching(job_id):
+                    finished = functools.partial(polls.finished, job_id)
+                    await wait_until(finished, timeout_s=st.settings.sync_timeout_s, poll_s=0.01, max_poll_s=0.2)
                 view = await run_in_threadpool(_read, st, who, job_id)
     except TooManyWaits as e:
         raise ApiError(429, "rate_limited", e.message, {"Retry-After": "1"}) from e
