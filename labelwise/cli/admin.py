@@ -104,7 +104,7 @@ def token_revoke(
     tenant: str = TenantOpt,
     as_json: bool = JsonOpt,
 ) -> None:
-    """Revoke a token; it stops working at once."""
+    """Revoke a token: the console refuses it at once, each API process within LABELWISE_TOKEN_CACHE_S (5 s)."""
     c = get_ctx(ctx)
     try:
         with c.sessions.begin() as s:
