@@ -34,11 +34,6 @@ def get_job(session: Session, job_id: str, *, tenant_id: int | None = None) -> J
     return job
 
 
-def job_status(session: Session, job_id: str) -> str | None:
-    """Only the job's status (a cheap poll), or None when there is no such job."""
-    return session.scalar(select(Job.status).where(Job.id == job_id))
-
-
 def job_statuses(session: Session, job_ids: list[str]) -> dict[str, str]:
     """The statuses of those of ``job_ids`` that exist (one indexed read for many polls)."""
     return {job_id: status for job_id, status in session.execute(select(Job.id, Job.status).where(Job.id.in_(job_ids)))}

@@ -9,7 +9,6 @@ from labelwise.pipeline.classifying import (  # noqa: F401 - the public surface
     decode_cursor,
     encode_cursor,
     get_job,
-    job_finished,
     jobs_finished,
     list_jobs,
     new_job_id,

@@ -165,12 +165,6 @@ def wait_for_job(
         time.sleep(poll_s)
 
 
-def job_finished(sessions: sessionmaker[Session], job_id: str) -> bool:
-    """Whether the job is done or failed (or gone): one indexed read of its status."""
-    with database_errors(), sessions() as session:
-        return jobs.job_status(session, job_id) in ("done", "failed", None)
-
-
 def jobs_finished(sessions: sessionmaker[Session], job_ids: list[str]) -> set[str]:
     """Those of ``job_ids`` that are done or failed (or gone): one indexed read of their statuses."""
     with database_errors(), sessions() as session:
