@@ -14,9 +14,12 @@ Tenant A sends 10 messages a second through ``POST /v1/jobs``; its latency is ea
 It prints A's p50/p99 alone and beside B, their ratio (target: p99 beside B <= 2x alone), the worker's
 peak resident memory (target: under 1 GB) and what B got through.
 
-    python bench/noisy_neighbour.py [--short] [--seconds S] [--stack pg-redis|embedded] [--tenant-share N] [--json]
+    python bench/noisy_neighbour.py [--short] [--seconds S] [--stack pg-redis|embedded] [--tenant-share N]
+        [--flood-msgs-s N] [--without classify,webhook,edits] [--json]
 
 ``--tenant-share 0`` runs the worker without fair sharing (one first-come, first-served queue, as before).
+``--without`` leaves parts of B out, to see what each costs A. Beside the two legs of A's latency (created to
+its batch, and in its batch), it prints the API's part of the first: created to the publish recorded.
 """
 
 from __future__ import annotations
@@ -120,7 +123,8 @@ class Tenant:
 
 def where_time_went(database_url: str, job_ids: list[str], edits: list[tuple[float, float]] = ()) -> dict[str, Any]:
     """p50/p99 ms of the jobs' two legs: created (the API's insert) to started (its batch claims it:
-    the API's publish, the broker, the worker's queue), and started to finished (the batch)."""
+    the API's publish, the broker, the worker's queue), and started to finished (the batch); and of the
+    API's part of the first leg, created to ``enqueued_at`` (the API recorded its publish)."""
     from sqlalchemy import select
 
     from labelwise.models.db import make_engine
@@ -130,12 +134,13 @@ def where_time_went(database_url: str, job_ids: list[str], edits: list[tuple[flo
     try:
         with engine.connect() as conn:
             rows = conn.execute(
-                select(Job.created_at, Job.started_at, Job.finished_at).where(Job.id.in_(job_ids))
+                select(Job.created_at, Job.enqueued_at, Job.started_at, Job.finished_at).where(Job.id.in_(job_ids))
             ).all()
     finally:
         engine.dispose()
     waits = [(r.started_at - r.created_at).total_seconds() * 1000 for r in rows if r.started_at]
     batches = [(r.finished_at - r.started_at).total_seconds() * 1000 for r in rows if r.started_at and r.finished_at]
+    published = [(r.enqueued_at - r.created_at).total_seconds() * 1000 for r in rows if r.enqueued_at]
     done = sorted((r for r in rows if r.started_at and r.finished_at), key=lambda r: r.created_at)
     slowest = sorted(done, key=lambda r: r.finished_at - r.created_at)[-5:][::-1]
     start = done[0].created_at.timestamp() if done else 0.0
@@ -151,6 +156,8 @@ def where_time_went(database_url: str, job_ids: list[str], edits: list[tuple[flo
             ]
             for r in slowest
         ],
+        "api_publish_p50_ms": round(percentile(published, 50), 1),
+        "api_publish_p99_ms": round(percentile(published, 99), 1),
         "to_batch_p50_ms": round(percentile(waits, 50), 1),
         "to_batch_p99_ms": round(percentile(waits, 99), 1),
         "in_batch_p50_ms": round(percentile(batches, 50), 1),
@@ -209,10 +216,19 @@ class FloodB:
     """Everything tenant B does at once, each in its own thread, until ``stop``."""
 
     def __init__(
-        self, stack: Stack, url: str, headers: dict[str, str], *, rate_s: float, huge_texts: int, edit_every_s: float
+        self,
+        stack: Stack,
+        url: str,
+        headers: dict[str, str],
+        *,
+        rate_s: float,
+        huge_texts: int,
+        edit_every_s: float,
+        classify_clients: int = 50,
     ) -> None:
         self.stack, self.url, self.headers = stack, url, headers
         self.rate_s, self.huge_texts, self.edit_every_s = rate_s, huge_texts, edit_every_s
+        self.classify_clients = classify_clients
         self.stop = threading.Event()
         self.stats: Counter[str] = Counter()
         self.threads: list[threading.Thread] = []
@@ -223,7 +239,7 @@ class FloodB:
         self.threads = [threading.Thread(target=self._flood)]
         if self.edit_every_s > 0:
             self.threads.append(threading.Thread(target=self._edit_sets))
-        self.threads += [threading.Thread(target=self._wait_classify) for _ in range(50)]
+        self.threads += [threading.Thread(target=self._wait_classify) for _ in range(self.classify_clients)]
         for t in self.threads:
             t.start()
 
@@ -304,7 +320,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             assert r.status_code == 201, r.text
             hook = {"kind": "webhook", "settings": {"url": f"{webhook.url}/hook", "subscribe": ["tiny", "huge"]},
                     "secrets": {"signing_secrets": ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]}}  # fmt: skip
-            assert httpx.put(f"{url}/v1/integrations/hook", json=hook, headers=b_headers).status_code == 201
+            if "webhook" not in args.without:
+                assert httpx.put(f"{url}/v1/integrations/hook", json=hook, headers=b_headers).status_code == 201
             ready = Tenant(url, b_headers)  # the huge set's first version embedded: it serves from then on
             ready.send("huge", "is the huge set ready")
             ready.latencies_s(timeout_s=600)
@@ -321,7 +338,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 b_headers,
                 rate_s=max(1.0, capacity - A_RATE_S),
                 huge_texts=args.huge_texts,
-                edit_every_s=args.edit_every_s,
+                edit_every_s=0 if "edits" in args.without else args.edit_every_s,
+                classify_clients=0 if "classify" in args.without else 50,
             )
             b.start("tenant-b")
             time.sleep(2.0)  # B is at full tilt before A starts
@@ -359,7 +377,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "a_legs": legs,
         "worker_peak_rss_mb": round(rss.peak_mb, 1),
         "b": {**dict(b.stats), "webhook_requests": deliveries, "huge_set_texts": args.huge_texts,
-              "webhook_body_mb": args.webhook_mb, "edit_every_s": args.edit_every_s},
+              "webhook_body_mb": args.webhook_mb, "edit_every_s": args.edit_every_s,
+              "without": sorted(args.without)},
     }  # fmt: skip
 
 
@@ -392,8 +411,17 @@ def main() -> None:
         default=None,
         help="B's rate instead of the measured capacity minus A's (to compare runs at one rate)",
     )
+    parser.add_argument(
+        "--without",
+        default="",
+        help="comma-separated parts of B to leave out, to see what each costs A: classify (its 50 waiting "
+        "calls), webhook (its slow, huge-bodied webhook), edits (its new versions of the huge set)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     args = parser.parse_args()
+    args.without = {w.strip() for w in args.without.split(",") if w.strip()}
+    if unknown := args.without - {"classify", "webhook", "edits"}:
+        parser.error(f"--without: unknown part(s) {', '.join(sorted(unknown))} (classify, webhook, edits)")
     args.seconds = args.seconds or (10.0 if args.short else 30.0)
     args.huge_texts = args.huge_texts or (1000 if args.short else 5000)
     args.webhook_mb = args.webhook_mb or (5 if args.short else 50)
@@ -408,13 +436,14 @@ def main() -> None:
         f"{report['b_finished_msgs_s']} of B's done a second beside A"
     )
     print(f"stack {report['stack']}: {rates}")
-    print(f"{'tenant A (10 msg/s)':24} {'alone':>10} {'beside B':>10} {'ratio':>7}")
-    print(f"{'p50 ms':24} {alone['p50_ms']:>10} {beside['p50_ms']:>10} {beside['p50_ms'] / alone['p50_ms']:>7.2f}")
-    print(f"{'p99 ms':24} {alone['p99_ms']:>10} {beside['p99_ms']:>10} {report['p99_ratio']:>7}  (target <= 2)")
-    for leg, label in (("to_batch", "created -> its batch"), ("in_batch", "in its batch")):
-        la, lb = report["a_legs"]["alone"], report["a_legs"]["beside_b"]
-        print(f"{'  ' + label + ' p50/p99':24} {la[leg + '_p50_ms']:>5}/{la[leg + '_p99_ms']:<5}"
-              f"{lb[leg + '_p50_ms']:>6}/{lb[leg + '_p99_ms']:<6}")  # fmt: skip
+    print(f"{'tenant A (10 msg/s)':32} {'alone':>11} {'beside B':>11} {'ratio':>7}")
+    print(f"{'p50 ms':32} {alone['p50_ms']:>11} {beside['p50_ms']:>11} {beside['p50_ms'] / alone['p50_ms']:>7.2f}")
+    print(f"{'p99 ms':32} {alone['p99_ms']:>11} {beside['p99_ms']:>11} {report['p99_ratio']:>7}  (target <= 2)")
+    legs = (("to_batch", "created -> its batch"), ("api_publish", "  of it, the API's"), ("in_batch", "in its batch"))
+    la, lb = report["a_legs"]["alone"], report["a_legs"]["beside_b"]
+    for leg, label in legs:
+        print(f"{'  ' + label + ' p50/p99 ms':32} {la[leg + '_p50_ms']:>5}/{la[leg + '_p99_ms']:<5} "
+              f"{lb[leg + '_p50_ms']:>5}/{lb[leg + '_p99_ms']:<5}")  # fmt: skip
     print(f"tenant A jobs unfinished: alone {alone['unfinished']}, beside B {beside['unfinished']}")
     print(f"worker peak RSS {report['worker_peak_rss_mb']} MB (target < 1024); B: {report['b']}")
 
