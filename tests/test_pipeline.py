@@ -61,6 +61,27 @@ def test_submit_job_checks_up_front_and_guards_the_key(seeded) -> None:  # type:
             )
 
 
+def test_submit_job_never_reads_a_label_sets_document(seeded) -> None:  # type: ignore[no-untyped-def]
+    """Every POST /v1/jobs and /v1/classify checks its label set: a set near the caps holds a document of
+    megabytes, which the check loaded and decoded for each message (one query more, too)."""
+    from sqlalchemy import event
+
+    statements: list[str] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany) -> None:  # type: ignore[no-untyped-def]
+        statements.append(statement)
+
+    engine = seeded.kw["bind"]
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        with seeded.begin() as s:
+            pipeline.submit_job(s, parse_message(msg(), max_text_chars=100), job_id="checked")
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    reads = [st for st in statements if "label_set_versions" in st]
+    assert len(reads) == 1 and "document" not in reads[0], reads
+
+
 def test_a_failed_publish_keeps_the_job_for_the_reconciler(seeded) -> None:  # type: ignore[no-untyped-def]
     """The broker is down after the commit: the job stays queued and unpublished (not deleted, not a 503),
     a repeat of its key gets it back, and the reconciler's next pass publishes it once."""

@@ -87,7 +87,8 @@ def submit_job(session: Session, msg: ClassifyMessage, *, job_id: str) -> tuple[
     """
     tenant = tenants.get_tenant(session, msg.tenant)
     fields = job_fields(msg, keep_text=not tenant.privacy)
-    labelsets.current_version(session, tenant_id=tenant.id, name=msg.label_set)
+    # that the set has a current version: one query that never loads its document (up to the caps' size)
+    labelsets.current_version_ref(session, tenant_id=tenant.id, name=msg.label_set)
     if (
         msg.reply_to
         and integrations.find_integration(session, tenant_id=tenant.id, name=msg.reply_to.integration) is None
