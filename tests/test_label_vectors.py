@@ -1,16 +1,20 @@
 """A label-set version with many new texts is built in the background; meanwhile the set's previous
-version serves (a first version is built inline: no message is ever held back), on a real database and
-the real model."""
+version serves (a first version is built inline: no message is ever held back; but never in the express
+lane's batch: there its message is left to the main lane), on a real database and the real model."""
 
 from __future__ import annotations
 
 import time
 
+import pytest
+
 from labelwise import pipeline
 from labelwise.classify.classifier import Classifier
 from labelwise.labelset import parse_document
 from labelwise.models import labelsets, tenants
+from labelwise.pipeline.claiming import Elsewhere
 from labelwise.pipeline.label_vectors import LabelReadiness
+from labelwise.priority import TURNS
 
 
 def doc(examples: int, *, salt: str) -> object:
@@ -73,6 +77,30 @@ def test_a_first_version_with_many_texts_is_built_inline_never_held_back(session
     v1 = ref_of(sessions, tenant_id)
     assert readiness.route(v1) == v1
     assert readiness._building == set()  # nothing built aside: the batch builds it
+
+
+def test_the_express_lane_leaves_a_big_first_version_to_the_main_lane(sessions, encoder) -> None:  # type: ignore[no-untyped-def]
+    """A light tenant's first version of thousands of new texts was built inside the express lane's batch:
+    every other light tenant's messages waited behind it (5,000 texts: a minute of a core)."""
+    with sessions.begin() as s:
+        tenant_id = tenants.create_tenant(s, "acme").id
+        pipeline.apply_label_set(s, tenant="acme", doc=doc(40, salt="first"))
+    v1 = ref_of(sessions, tenant_id)
+    here = LabelReadiness(sessions, Classifier(encoder), inline_texts=5)  # the main lane runs in this process
+    with TURNS.urgent(), pytest.raises(Elsewhere):
+        here.route(v1)
+    assert here._building == set()  # the main lane builds it, into the cache both lanes use
+    assert here.route(v1) == v1  # in the main lane: inside its batch
+    # the main lane in another process (the bulk process): this one builds its own copy in the background
+    aside = LabelReadiness(sessions, Classifier(encoder), inline_texts=5, main_lane_here=False)
+    with TURNS.urgent(), pytest.raises(Elsewhere):
+        aside.route(v1)
+    deadline = time.monotonic() + 120
+    while aside._building:
+        assert time.monotonic() < deadline, "version 1 was never built aside"
+        time.sleep(0.1)
+    with TURNS.urgent():
+        assert aside.route(v1) == v1  # built: the express lane serves it itself
 
 
 def test_a_big_version_another_process_stored_is_still_built_aside(sessions, encoder) -> None:  # type: ignore[no-untyped-def]

@@ -13,7 +13,7 @@ from labelwise.errors import ConflictError, NotFoundError
 from labelwise.labelset import load_yaml
 from labelwise.messages import parse_message
 from labelwise.models import jobs as models_jobs
-from labelwise.models import tenants
+from labelwise.models import labelsets, tenants
 from labelwise.pipeline import claiming
 from labelwise.pipeline.claiming import Limits
 
@@ -129,6 +129,34 @@ def test_a_batch_mixing_new_repeated_keyed_and_bad_messages(seeded, encoder) -> 
     with seeded() as s:
         assert models_jobs.find_job(s, "b") is None  # the repeated key made no second job
         assert [models_jobs.get_job(s, j).attempts for j in ("a", "d", "old")] == [1, 1, 1]
+
+
+def test_a_message_the_lane_leaves_elsewhere_stays_queued_beside_its_batch(seeded, encoder) -> None:  # type: ignore[no-untyped-def]
+    """The express lane leaves a message whose set's first version it must not build (``route`` raises
+    Elsewhere): its job is stored queued, neither running nor tried, and its batch-mates are classified."""
+    with seeded.begin() as s:
+        pipeline.apply_label_set(s, tenant="acme", doc=load_yaml(TINY.read_text().replace("name: tiny", "name: big")))
+    with seeded() as s:
+        big = labelsets.current_version_ref(s, tenant_id=tenants.get_tenant(s, "acme").id, name="big")
+
+    def route(ref: claiming.Ref) -> claiming.Ref:
+        if ref[2] == big[2]:
+            raise claiming.Elsewhere("for the main lane")
+        return ref
+
+    batch = [
+        pipeline.Message("left", msg(label_set="big")),
+        pipeline.Message("left", msg(label_set="big")),  # the same message twice: both left
+        pipeline.Message("here", msg()),
+    ]
+    out = pipeline.classify_batch(seeded, Classifier(encoder), batch, max_text_chars=100, route=route)
+    assert [type(o).__name__ for o in out] == ["Elsewhere", "Elsewhere", "Classified"]
+    assert out[2].view["status"] == "done"
+    with seeded() as s:
+        left = models_jobs.get_job(s, "left")
+        assert (left.status, left.attempts, left.started_at) == ("queued", 0, None)
+    again = pipeline.classify_batch(seeded, Classifier(encoder), batch[:1], max_text_chars=100)  # the main lane
+    assert again[0].view["status"] == "done" and again[0].view["label_set"] == "big"
 
 
 def test_a_job_inserted_by_another_worker_mid_claim_is_not_lost(seeded, encoder, monkeypatch) -> None:  # type: ignore[no-untyped-def]

@@ -73,11 +73,20 @@ class Conflict(Exception):
     """A bulk claim hit a job id, alias or idempotency key inserted concurrently by another worker."""
 
 
+class Elsewhere(Exception):
+    """``Limits.route`` raises it when this lane does not classify the message now (the express lane and a
+    label set's first version too big to build inside its batch: labelwise.pipeline.label_vectors). The job
+    stays queued, unclaimed, and the exception is the message's outcome: labelwise.worker.handling hands the
+    message to the main lane."""
+
+    job_id = ""
+
+
 def claim_batch(
     sessions: sessionmaker[Session], messages: list[Message], *, limits: Limits, bulk: bool
-) -> tuple[list[Job | Claimed], dict[str, list[str]]]:
-    """Claim every message in one transaction: the Job (finished or failed) or Claimed of each, and the
-    pending deliveries of the jobs that were already finished.
+) -> tuple[list[Job | Claimed | Elsewhere], dict[str, list[str]]]:
+    """Claim every message in one transaction: the Job (finished or failed), Claimed or Elsewhere (left
+    queued for another lane) of each, and the pending deliveries of the jobs that were already finished.
 
     ``bulk``: new rows are inserted in one flush at the end (raises Conflict if another worker got there
     first); otherwise each insert has its own savepoint and a conflict is resolved row by row.
@@ -92,7 +101,7 @@ def claim_batch(
                 session.flush()
             except IntegrityError as e:
                 raise Conflict from e
-        finished = {c.id: pending_deliveries(session, c.id) for c in claimed if not isinstance(c, Claimed)}
+        finished = {c.id: pending_deliveries(session, c.id) for c in claimed if not isinstance(c, Claimed | Elsewhere)}
     return claimed, finished
 
 
@@ -134,8 +143,9 @@ class Lookups:
         return self.keys.get((tenant_id, key)) or jobs.find_by_key(session, tenant_id=tenant_id, key=key, lock=True)
 
 
-def _claim(session: Session, message: Message, *, limits: Limits, lookups: Lookups) -> Job | Claimed:
-    """Find or create the job and mark it running; a finished or failed job comes back as a Job."""
+def _claim(session: Session, message: Message, *, limits: Limits, lookups: Lookups) -> Job | Claimed | Elsewhere:
+    """Find or create the job and mark it running; a finished or failed job comes back as a Job, one that
+    this lane leaves to another (``limits.route``) as Elsewhere."""
     try:
         msg = parse_message(
             message.kwargs,
@@ -159,7 +169,11 @@ def _claim(session: Session, message: Message, *, limits: Limits, lookups: Looku
     if job.id in lookups.claimed:  # a key repeated within the batch is one job and one attempt
         return lookups.claimed[job.id]
     if limits.route is not None:
-        ref = limits.route(ref)
+        try:
+            ref = limits.route(ref)
+        except Elsewhere as e:
+            e.job_id = job.id
+            return e
     if job.attempts >= limits.max_attempts:
         jobs.mark_failed(
             job,

@@ -10,9 +10,14 @@ already, by another process) is built by a background thread, while its set's me
 with the set's previous version that this process has at hand (their result says which version it was)
 until the new one is ready.
 
-A set's first version has no previous one: it is built inside the batch, as a small one is (the caps on a
-document's texts, LABELWISE_MAX_LABEL_SET_TEXTS, bound that). Messages are never held back waiting for a
-build: held messages filled the consumer's prefetch, and every other tenant's messages waited behind them.
+A set's first version has no previous one: it is built inside the main lane's batch, as a small one is
+(the caps on a document's texts, LABELWISE_MAX_LABEL_SET_TEXTS, bound that). Never inside the express
+lane's: a light tenant that made a set of thousands of new texts held that lane for a minute of a core,
+and every other light tenant's messages waited behind its one (bench/noisy_neighbour.py). There ``route``
+raises Elsewhere: the message goes to the main lane (labelwise.worker.handling), which builds it; where
+that lane runs in another process (LABELWISE_BULK_PROCESS), this process builds its own copy in the
+background meanwhile, for the set's next messages. Messages are never held back waiting for a build:
+held messages filled the consumer's prefetch, and every other tenant's messages waited behind them.
 """
 
 from __future__ import annotations
@@ -30,8 +35,9 @@ from labelwise.classify.labels import label_texts
 from labelwise.classify.stored import StoredEncoder
 from labelwise.labelset import LabelSetDocument
 from labelwise.models.tables import LabelSetVersion
+from labelwise.pipeline.claiming import Elsewhere
 from labelwise.pipeline.traffic import document_loader
-from labelwise.priority import background_thread
+from labelwise.priority import TURNS, background_thread
 
 log = logging.getLogger(__name__)
 INLINE_TEXTS = 256  # a version of at most this many texts (labels and examples) is built inside the batch
@@ -42,8 +48,18 @@ Ref = tuple[int, int, int, int]  # (version row id, version number, label set id
 class LabelReadiness:
     """Which version a message of a label set is scored with now (``route``), and background builds."""
 
-    def __init__(self, sessions: sessionmaker[Session], classifier: Classifier, *, inline_texts: int = INLINE_TEXTS):
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        classifier: Classifier,
+        *,
+        inline_texts: int = INLINE_TEXTS,
+        main_lane_here: bool = True,
+    ) -> None:
+        """``main_lane_here``: the main lane's batches run in this process, on ``classifier`` (no bulk
+        process), so a first version it builds serves the express lane too."""
         self.sessions, self.classifier, self.inline_texts = sessions, classifier, inline_texts
+        self.main_lane_here = main_lane_here
         self._cheap: dict[int, bool] = {}  # version id -> its index costs little to build (few texts)
         self._latest: dict[int, Ref] = {}  # label set id -> its newest version that is ready
         self._building: set[int] = set()
@@ -54,7 +70,8 @@ class LabelReadiness:
     def route(self, ref: Ref) -> Ref:
         """The version to score a message of ``ref``'s set with now: ``ref`` itself when its index is at
         hand or cheap to build (or when the set has no earlier version ready: it is built inline), else the
-        set's newest earlier version that is ready, while ``ref`` is built in the background."""
+        set's newest earlier version that is ready, while ``ref`` is built in the background. In the express
+        lane a first version that is not cheap raises Elsewhere: the main lane builds it."""
         version_id, number, label_set_id, seen = ref
         if self._ready(version_id):
             with self._lock:
@@ -63,6 +80,10 @@ class LabelReadiness:
             return ref
         previous = self._previous(label_set_id, number)
         if previous is None:
+            if TURNS.is_urgent():  # the express lane: no light tenant waits for another's build
+                if not self.main_lane_here:
+                    self._schedule(version_id)
+                raise Elsewhere(f"label-set version {version_id}: a first version of many texts, for the main lane")
             return ref  # a first version: built inside the batch
         self._schedule(version_id)
         return (previous[0], previous[1], label_set_id, seen)

@@ -25,8 +25,9 @@ from labelwise.classify.stored import StoredEncoder
 from labelwise.errors import RetryableError
 from labelwise.messages import MAX_METADATA_BYTES
 from labelwise.models import jobs
+from labelwise.models.tables import Job
 from labelwise.pipeline import claiming
-from labelwise.pipeline.claiming import DEFAULT_MAX_ATTEMPTS, Claimed, Conflict, Limits, Message, Ref
+from labelwise.pipeline.claiming import DEFAULT_MAX_ATTEMPTS, Claimed, Conflict, Elsewhere, Limits, Message, Ref
 from labelwise.pipeline.common import database_errors
 from labelwise.pipeline.storing import Classified, rows_by, store_batch
 from labelwise.pipeline.traffic import Refiner, document_loader
@@ -112,12 +113,14 @@ def _classify(
     results: list[Classified | Exception | None] = [None] * len(messages)
     todo: dict[int, Claimed] = {}
     first_of: dict[str, int] = {}
-    job_ids = [c.job.id if isinstance(c, Claimed) else c.id for c in claimed]
+    job_ids = [_job_id(c) for c in claimed]
     for i, claim in enumerate(claimed):
         if job_ids[i] in first_of:  # the same job twice in one batch: classify it once
             continue
         first_of[job_ids[i]] = i
-        if not isinstance(claim, Claimed):
+        if isinstance(claim, Elsewhere):  # left queued for the main lane (labelwise.worker.handling)
+            results[i] = claim
+        elif not isinstance(claim, Claimed):
             results[i] = Classified(job_view(claim), finished[claim.id])
         else:
             todo[i] = claim
@@ -134,6 +137,12 @@ def _classify(
         for i, classified in stored.items():
             results[i] = classified
     return [_own_or_first(results, i, first_of[job_id]) for i, job_id in enumerate(job_ids)]
+
+
+def _job_id(claim: Job | Claimed | Elsewhere) -> str:
+    if isinstance(claim, Claimed):
+        return claim.job.id
+    return claim.job_id if isinstance(claim, Elsewhere) else claim.id
 
 
 def _isolating_suspects(todo: dict[int, Claimed]) -> list[dict[int, Claimed]]:

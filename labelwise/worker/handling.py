@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from labelwise.classify.classifier import Classifier
 from labelwise.errors import RetryableError
+from labelwise.pipeline.claiming import Elsewhere
 from labelwise.pipeline.common import backoff_s
 from labelwise.pipeline.label_vectors import LabelReadiness
 from labelwise.pipeline.traffic import Refiner
@@ -45,6 +46,9 @@ class BatchHandler:
         self.publish_deliveries = publish_deliveries
         self.readiness = readiness
         self.bulk = bulk  # the main lane's batches go to it while it is ready (labelwise.worker.bulk)
+        # where a message the express lane leaves to the main lane goes (pipeline.claiming.Elsewhere): the
+        # batcher's put, marking its tenant heavy for a while; unset, back to the broker
+        self.to_main_lane: Callable[[Inbound], None] | None = None
         self._classify_here = classify_with(settings, sessions, classifier, refiner, readiness)
         self.stopping = threading.Event()  # set at shutdown: stop retrying, leave the rest to the broker
 
@@ -100,6 +104,9 @@ class BatchHandler:
         ended = [(i, o) for i, o in zip(pending, got, strict=True) if isinstance(o, Classified)]
         for i, outcome in zip(pending, got, strict=True):
             outcomes[i] = outcome
+        elsewhere = [items[i] for i, o in zip(pending, got, strict=True) if isinstance(o, Elsewhere)]
+        if elsewhere:
+            self._leave(elsewhere)
         if ended:
             TURNS.checkpoint()  # a light tenant's batch goes first (labelwise.priority)
             views = [o.view for _, o in ended]
@@ -109,7 +116,16 @@ class BatchHandler:
             if log.isEnabledFor(logging.INFO):
                 for i, view in zip((i for i, _ in ended), views, strict=True):
                     _log_done(items[i], view)
-        return [i for i, o in zip(pending, got, strict=True) if not isinstance(o, Classified)]
+        return [i for i, o in zip(pending, got, strict=True) if not isinstance(o, Classified | Elsewhere)]
+
+    def _leave(self, items: list[Inbound]) -> None:
+        """Hand messages this lane left queued to the main lane (still unacknowledged: a crash redelivers)."""
+        log.info("%d message(s) left to the main lane: their label set's first version is built there", len(items))
+        if self.to_main_lane is None:
+            requeue(items)
+            return
+        for item in items:
+            self.to_main_lane(item)
 
 
 def classify_with(

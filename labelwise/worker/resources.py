@@ -154,7 +154,7 @@ def build_resources(settings: Settings, publisher: Publisher) -> Resources:
         classifier,
         refiner,
         publish_deliveries=lambda ids: publish_deliveries(sessions, publisher, ids),
-        readiness=LabelReadiness(sessions, classifier),
+        readiness=LabelReadiness(sessions, classifier, main_lane_here=bulk is None),
         bulk=bulk,
     )
     batcher: Batcher[Inbound, Classified] = Batcher(
@@ -164,6 +164,7 @@ def build_resources(settings: Settings, publisher: Publisher) -> Resources:
         express_batch=max(1, settings.batch_size // 8) if share else 0,
         main_handle=handler.main_lane,
     )
+    handler.to_main_lane = lambda item: batcher.put(item, backlogged=True)  # heavy for a while: the main lane takes it
     spiller = Spiller(publisher.app, queue=settings.queue, keep=batcher.put, on_moved=worker_metrics.spilled)
     FEED.batcher, FEED.hold_max, FEED.spill, FEED.moved = batcher, share, spiller.put, worker_metrics.spilled
     lanes.set_share_hint(share_hint() if share else None)
